@@ -1,0 +1,207 @@
+"""Corpus reading, the character vocabulary, and the bucketing data iterator."""
+import hashlib
+import logging
+import os
+import shutil
+import urllib.request
+import zipfile
+
+import numpy as np
+
+import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
+import mxnet as mx
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CORPUS = os.path.join(REPO_DIR, "data", "obama.txt")
+DEFAULT_MIRROR = os.path.join(REPO_DIR, "..", "shared", "data")
+OBAMA_SHA256 = "83ed83f6378b2b9a7d6a87fc158fb176267017ac4d5a8da0557f1b11c6b05285"
+OBAMA_URL = "http://data.mxnet.io/data/char_lstm.zip"
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be found or read, or does not fit the buckets."""
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _install(source, target):
+    """Copies `source` to `target` through a temporary name, so no half file is ever left."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = target + ".part"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _download_obama(target, timeout=10):
+    tmp_zip = target + ".zip.part"
+    try:
+        with urllib.request.urlopen(OBAMA_URL, timeout=timeout) as response, open(tmp_zip, "wb") as out:
+            shutil.copyfileobj(response, out)
+        with zipfile.ZipFile(tmp_zip) as archive:
+            member = next(n for n in archive.namelist() if n.endswith("obama.txt"))
+            with archive.open(member) as src, open(target + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        if _sha256(target + ".part") != OBAMA_SHA256:
+            os.remove(target + ".part")
+            return False
+        os.replace(target + ".part", target)
+        return True
+    except Exception:  # any network or archive failure: the caller says how to get the file
+        return False
+    finally:
+        if os.path.exists(tmp_zip):
+            os.remove(tmp_zip)
+
+
+def find_corpus(data=None, mirror=DEFAULT_MIRROR, target=DEFAULT_CORPUS, download=True):
+    """The path of the training corpus.
+
+    `data` if given; else `target` (data/obama.txt); if that is missing, a copy from the
+    `mirror` folder once its sha256 matches; else the tutorial's download; else an error.
+    """
+    if data is not None:
+        if not os.path.isfile(data):
+            raise CorpusError("corpus file not found: %s" % data)
+        return data
+    if os.path.isfile(target):
+        return target
+    candidate = os.path.join(mirror, "obama.txt")
+    if os.path.isfile(candidate):
+        if _sha256(candidate) != OBAMA_SHA256:
+            raise CorpusError("%s does not have the expected sha256 %s; not copying it" % (candidate, OBAMA_SHA256))
+        _install(candidate, target)
+        logging.info("Copied the corpus from %s to %s", candidate, target)
+        return target
+    if download and _download_obama(target):
+        logging.info("Downloaded the corpus from %s to %s", OBAMA_URL, target)
+        return target
+    raise CorpusError("no corpus: %s is missing, %s has no obama.txt and %s cannot be reached; "
+                      "put obama.txt in data/ (see data/README.md) or pass --data FILE"
+                      % (target, mirror, OBAMA_URL))
+
+
+def read_content(path):
+    """The whole text of a UTF-8 file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise CorpusError("cannot read %s: %s" % (path, err.strerror))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError("%s is not UTF-8 text: byte offset %d" % (path, err.start))
+
+
+def vocab_from_text(text):
+    """Each character numbered from 1 in order of first appearance; 0 is left for padding."""
+    vocab = {}
+    for char in text:
+        if char not in vocab:
+            vocab[char] = len(vocab) + 1
+    return vocab
+
+
+def build_vocab(path):
+    """The vocabulary of a corpus file (obama.txt gives 83 entries, the newline among them)."""
+    return vocab_from_text(read_content(path))
+
+
+def text2id(sentence, vocab):
+    """The ids of a sentence's characters."""
+    return [vocab[char] for char in sentence]
+
+
+def split_sentences(content, seperate_char, max_len, split_long_lines=False):
+    """The non-empty sentences of a text; a sentence longer than `max_len` is an error
+    naming its line, or is cut into `max_len`-sized pieces."""
+    sentences = []
+    for number, sentence in enumerate(content.split(seperate_char), start=1):
+        if len(sentence) > max_len:
+            if not split_long_lines:
+                raise CorpusError("line %d is %d characters long, more than the largest bucket (%d); "
+                                  "use larger --buckets or --split-long-lines" % (number, len(sentence), max_len))
+            sentences += [sentence[i:i + max_len] for i in range(0, len(sentence), max_len)]
+        elif sentence:
+            sentences.append(sentence)
+    return sentences
+
+
+_default_text2id, _default_read_content = text2id, read_content
+
+
+class BucketSentenceIter(mx.io.DataIter):
+    """Batches of sentences grouped by length into buckets, as FeedForward's bucketing expects.
+
+    Each sentence goes to the smallest bucket that holds it, right-padded with 0; the label is
+    the data shifted left by one with 0 at the end. The zero initial LSTM states are fed as data.
+    Batch order is shuffled each epoch from `seed`.
+    """
+
+    def __init__(self, path, vocab, buckets, batch_size, init_states, data_name="data",
+                 label_name="softmax_label", seperate_char="\n", text2id=None, read_content=None,
+                 seed=0, split_long_lines=False):
+        super().__init__(batch_size)
+        text2id = text2id or _default_text2id
+        read_content = read_content or _default_read_content
+        self.buckets = sorted(buckets)
+        self.default_bucket_key = self.buckets[-1]
+        self.data_name, self.label_name = data_name, label_name
+        self.init_states = init_states
+        self.init_state_arrays = [mx.nd.zeros(shape) for _, shape in init_states]
+        self.provide_data = [(data_name, (batch_size, self.default_bucket_key))] + list(init_states)
+        self.provide_label = [(label_name, (batch_size, self.default_bucket_key))]
+
+        sentences = split_sentences(read_content(path), seperate_char, self.default_bucket_key, split_long_lines)
+        per_bucket = [[] for _ in self.buckets]
+        for sentence in sentences:
+            ids = text2id(sentence, vocab)
+            index = next(i for i, size in enumerate(self.buckets) if size >= len(ids))
+            per_bucket[index].append(ids)
+        self.data = []
+        for size, rows in zip(self.buckets, per_bucket):
+            array = np.zeros((len(rows), size), dtype=np.float32)
+            for j, ids in enumerate(rows):
+                array[j, :len(ids)] = ids
+            self.data.append(array)
+
+        logging.info("Summary of dataset ==================")
+        for size, array in zip(self.buckets, self.data):
+            logging.info("bucket of len %3d : %d samples", size, len(array))
+        self.rng = np.random.RandomState(seed)
+        self.reset()
+
+    @property
+    def num_batches(self):
+        return sum(len(array) // self.batch_size for array in self.data)
+
+    def reset(self):
+        """Draws a new order: which bucket each batch comes from, and which rows it holds."""
+        plan = [np.full(len(array) // self.batch_size, i, dtype=int) for i, array in enumerate(self.data)]
+        self.bucket_plan = self.rng.permutation(np.concatenate(plan)) if plan else np.zeros(0, int)
+        self.row_order = [self.rng.permutation(len(array)) for array in self.data]
+        self.bucket_cursor = [0] * len(self.data)
+        self.batch_cursor = 0
+
+    def next(self):
+        if self.batch_cursor >= len(self.bucket_plan):
+            raise StopIteration
+        i = self.bucket_plan[self.batch_cursor]
+        self.batch_cursor += 1
+        start = self.bucket_cursor[i]
+        self.bucket_cursor[i] += self.batch_size
+        data = self.data[i][self.row_order[i][start:start + self.batch_size]]
+        label = np.zeros_like(data)
+        label[:, :-1] = data[:, 1:]
+        size = self.buckets[i]
+        return mx.io.DataBatch(
+            data=[mx.nd.array(data)] + self.init_state_arrays, label=[mx.nd.array(label)],
+            bucket_key=size,
+            provide_data=[(self.data_name, data.shape)] + list(self.init_states),
+            provide_label=[(self.label_name, label.shape)])

@@ -1,0 +1,94 @@
+"""The symbolic graph of the character-level LSTM, as in MXNet's tutorial.
+
+Parameter names (`embed_weight`, `l%d_i2h_weight`, `l%d_i2h_bias`, `l%d_h2h_weight`,
+`l%d_h2h_bias`, `cls_weight`, `cls_bias`) and state names (`l%d_init_c`, `l%d_init_h`) are
+the tutorial's, so checkpoints move freely between its code and ours.
+"""
+from collections import namedtuple
+
+import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
+import mxnet as mx
+
+LSTMState = namedtuple("LSTMState", ["c", "h"])
+LSTMParam = namedtuple("LSTMParam", ["i2h_weight", "i2h_bias", "h2h_weight", "h2h_bias"])
+
+
+def lstm(num_hidden, indata, prev_state, param, seqidx, layeridx, dropout=0.):
+    """One LSTM step; the gates are sliced in the order in, transform, forget, out."""
+    if dropout > 0.:
+        indata = mx.sym.Dropout(data=indata, p=dropout)
+    i2h = mx.sym.FullyConnected(data=indata, weight=param.i2h_weight, bias=param.i2h_bias,
+                                num_hidden=num_hidden * 4, name="t%d_l%d_i2h" % (seqidx, layeridx))
+    h2h = mx.sym.FullyConnected(data=prev_state.h, weight=param.h2h_weight, bias=param.h2h_bias,
+                                num_hidden=num_hidden * 4, name="t%d_l%d_h2h" % (seqidx, layeridx))
+    gates = mx.sym.SliceChannel(i2h + h2h, num_outputs=4, name="t%d_l%d_slice" % (seqidx, layeridx))
+    in_gate = mx.sym.Activation(gates[0], act_type="sigmoid")
+    in_transform = mx.sym.Activation(gates[1], act_type="tanh")
+    forget_gate = mx.sym.Activation(gates[2], act_type="sigmoid")
+    out_gate = mx.sym.Activation(gates[3], act_type="sigmoid")
+    next_c = forget_gate * prev_state.c + in_gate * in_transform
+    next_h = out_gate * mx.sym.Activation(next_c, act_type="tanh")
+    return LSTMState(c=next_c, h=next_h)
+
+
+def _layer_params_and_states(num_lstm_layer):
+    """The named parameter and initial-state variables of each layer."""
+    params, states = [], []
+    for i in range(num_lstm_layer):
+        params.append(LSTMParam(i2h_weight=mx.sym.Variable("l%d_i2h_weight" % i),
+                                i2h_bias=mx.sym.Variable("l%d_i2h_bias" % i),
+                                h2h_weight=mx.sym.Variable("l%d_h2h_weight" % i),
+                                h2h_bias=mx.sym.Variable("l%d_h2h_bias" % i)))
+        states.append(LSTMState(c=mx.sym.Variable("l%d_init_c" % i),
+                                h=mx.sym.Variable("l%d_init_h" % i)))
+    return params, states
+
+
+def _embed(data, input_size, num_embed):
+    return mx.sym.Embedding(data=data, input_dim=input_size, output_dim=num_embed,
+                            weight=mx.sym.Variable("embed_weight"), name="embed")
+
+
+def _classify(hidden, num_label):
+    return mx.sym.FullyConnected(data=hidden, num_hidden=num_label, weight=mx.sym.Variable("cls_weight"),
+                                 bias=mx.sym.Variable("cls_bias"), name="pred")
+
+
+def _stack_step(hidden, states, params, num_hidden, seqidx, dropout):
+    """Runs one time step through every layer; dropout on the input of layers >= 1."""
+    for i in range(len(params)):
+        states[i] = lstm(num_hidden, indata=hidden, prev_state=states[i], param=params[i],
+                         seqidx=seqidx, layeridx=i, dropout=dropout if i > 0 else 0.)
+        hidden = states[i].h
+    if dropout > 0.:
+        hidden = mx.sym.Dropout(data=hidden, p=dropout)
+    return hidden
+
+
+def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.):
+    """The training graph over `seq_len` steps: data and softmax_label are (batch, seq_len).
+
+    The predictions come out time-major, (seq_len * batch, num_label), and the label is
+    transposed to the same order before SoftmaxOutput.
+    """
+    params, states = _layer_params_and_states(num_lstm_layer)
+    embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    wordvec = mx.sym.SliceChannel(data=embed, num_outputs=seq_len, squeeze_axis=1)
+
+    hidden_all = [_stack_step(wordvec[t], states, params, num_hidden, t, dropout) for t in range(seq_len)]
+    pred = _classify(mx.sym.Concat(*hidden_all, dim=0), num_label)
+
+    label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
+    return mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+
+
+def lstm_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label, dropout=0.):
+    """One step for generation: outputs Group([softmax] + [c, h of each layer])."""
+    params, states = _layer_params_and_states(num_lstm_layer)
+    hidden = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    hidden = _stack_step(hidden, states, params, num_hidden, 0, dropout)
+    softmax = mx.sym.SoftmaxOutput(data=_classify(hidden, num_label), name="softmax")
+    outputs = [softmax]
+    for state in states:
+        outputs += [state.c, state.h]
+    return mx.sym.Group(outputs)

@@ -1,0 +1,133 @@
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+
+import bucket_io
+from bucket_io import BucketSentenceIter, CorpusError
+
+TEXT = "ab\nabcde\n\nba\ncab\neeeeeeee\nd\n"
+STATES = [("l0_init_c", (2, 3)), ("l0_init_h", (2, 3))]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return str(path)
+
+
+def all_batches(it):
+    it.reset()
+    return list(it)
+
+
+def test_vocab_numbers_characters_from_one_in_order_of_appearance(text_file):
+    assert bucket_io.build_vocab(text_file) == {"a": 1, "b": 2, "\n": 3, "c": 4, "d": 5, "e": 6}
+    assert bucket_io.text2id("cab", bucket_io.build_vocab(text_file)) == [4, 1, 2]
+
+
+def test_buckets_padding_labels_and_states(text_file, caplog):
+    vocab = bucket_io.build_vocab(text_file)
+    with caplog.at_level(logging.INFO):
+        it = BucketSentenceIter(text_file, vocab, [8, 3], 2, STATES)
+    assert "bucket of len   3 : 4 samples" in caplog.text
+    assert "bucket of len   8 : 2 samples" in caplog.text
+    assert it.default_bucket_key == 8
+    assert it.provide_data == [("data", (2, 8))] + STATES
+    assert it.provide_label == [("softmax_label", (2, 8))]
+
+    # ab, ba, cab, d go to bucket 3 (two batches); abcde, eeeeeeee to bucket 8 (one batch)
+    rows = {3: set(), 8: set()}
+    batches = all_batches(it)
+    assert sorted(b.bucket_key for b in batches) == [3, 3, 8]
+    for batch in batches:
+        data, label = batch.data[0].asnumpy(), batch.label[0].asnumpy()
+        assert data.shape == label.shape == (2, batch.bucket_key)
+        assert batch.provide_data[0] == ("data", (2, batch.bucket_key))
+        np.testing.assert_array_equal(label[:, :-1], data[:, 1:])
+        np.testing.assert_array_equal(label[:, -1], 0)
+        for state in batch.data[1:]:
+            assert state.shape == (2, 3) and not state.asnumpy().any()
+        rows[batch.bucket_key] |= {tuple(int(v) for v in row) for row in data}
+    assert rows[3] == {(1, 2, 0), (2, 1, 0), (4, 1, 2), (5, 0, 0)}
+    assert rows[8] == {(1, 2, 4, 5, 6, 0, 0, 0), (6,) * 8}
+
+
+def test_incomplete_batches_are_dropped(text_file):
+    vocab = bucket_io.build_vocab(text_file)
+    it = BucketSentenceIter(text_file, vocab, [8], 4, [("l0_init_c", (4, 3)), ("l0_init_h", (4, 3))])
+    assert it.num_batches == 1 and len(all_batches(it)) == 1
+
+
+def test_order_is_seeded_and_changes_each_epoch(text_file):
+    vocab = bucket_io.build_vocab(text_file)
+
+    def epochs(seed):
+        it = BucketSentenceIter(text_file, vocab, [8], 1, [("l0_init_c", (1, 3)), ("l0_init_h", (1, 3))], seed=seed)
+        out = []
+        for _ in range(4):
+            out.append([tuple(b.data[0].asnumpy()[0]) for b in it])
+            it.reset()
+        return out
+
+    first = epochs(seed=5)
+    assert first == epochs(seed=5)
+    assert len({tuple(e) for e in first}) > 1
+    assert all(sorted(e) == sorted(first[0]) for e in first)
+
+
+def test_long_line_is_an_error_naming_it(text_file):
+    vocab = bucket_io.build_vocab(text_file)
+    with pytest.raises(CorpusError, match="line 6 is 8 characters long"):
+        BucketSentenceIter(text_file, vocab, [5], 2, STATES)
+
+
+def test_split_long_lines_cuts_them(text_file):
+    assert bucket_io.split_sentences("ab\neeeeeeee\n", "\n", 5, split_long_lines=True) == ["ab", "eeeee", "eee"]
+    vocab = bucket_io.build_vocab(text_file)
+    it = BucketSentenceIter(text_file, vocab, [5], 2, STATES, split_long_lines=True)
+    assert sum(len(rows) for rows in it.data) == 7
+
+
+def test_obama_has_83_characters_and_8290_samples(obama_path, caplog):
+    vocab = bucket_io.build_vocab(obama_path)
+    assert len(vocab) == 83
+    states = [("l0_init_c", (32, 4)), ("l0_init_h", (32, 4))]
+    with caplog.at_level(logging.INFO):
+        it = BucketSentenceIter(obama_path, vocab, [129], 32, states)
+    assert "bucket of len 129 : 8290 samples" in caplog.text
+    assert it.num_batches == 259
+
+
+def test_corpus_lookup_prefers_explicit_path(text_file):
+    assert bucket_io.find_corpus(text_file) == text_file
+    with pytest.raises(CorpusError, match="not found"):
+        bucket_io.find_corpus(text_file + ".missing")
+
+
+def test_corpus_lookup_copies_from_mirror_after_checking_sha(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "obama.txt").write_bytes(b"not the corpus")
+    target = str(tmp_path / "data" / "obama.txt")
+    with pytest.raises(CorpusError, match="sha256"):
+        bucket_io.find_corpus(None, mirror=str(mirror), target=target, download=False)
+    monkeypatch.setattr(bucket_io, "OBAMA_SHA256", hashlib.sha256(b"not the corpus").hexdigest())
+    assert bucket_io.find_corpus(None, mirror=str(mirror), target=target, download=False) == target
+    assert open(target, "rb").read() == b"not the corpus"
+
+
+def test_corpus_lookup_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(bucket_io, "OBAMA_URL", "http://127.0.0.1:9/char_lstm.zip")
+    with pytest.raises(CorpusError, match="data/README.md"):
+        bucket_io.find_corpus(None, mirror=str(tmp_path), target=str(tmp_path / "d" / "obama.txt"))
+    assert not (tmp_path / "d" / "obama.txt").exists()
+
+
+def test_non_utf8_corpus_names_the_byte_offset(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"abc\ncaf\xe9\n")
+    with pytest.raises(CorpusError, match="byte offset 7"):
+        bucket_io.build_vocab(str(path))

@@ -1,0 +1,101 @@
+import mxnet as mx
+import numpy as np
+
+import reference
+from lstm import LSTMParam, LSTMState, lstm_inference_symbol, lstm_unroll
+
+LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
+
+
+def bind(symbol, params, shapes, train_params=False):
+    grad_req = {name: "write" if train_params and name in params else "null" for name in symbol.list_arguments()}
+    executor = symbol.simple_bind(mx.cpu(), grad_req=grad_req, **shapes)
+    for name, value in params.items():
+        executor.arg_dict[name][:] = value
+    return executor
+
+
+def state_shapes(batch):
+    shapes = {}
+    for i in range(LAYERS):
+        shapes["l%d_init_c" % i] = (batch, HIDDEN)
+        shapes["l%d_init_h" % i] = (batch, HIDDEN)
+    return shapes
+
+
+def test_namedtuples_have_the_tutorial_fields():
+    assert LSTMState._fields == ("c", "h")
+    assert LSTMParam._fields == ("i2h_weight", "i2h_bias", "h2h_weight", "h2h_bias")
+
+
+def test_unrolled_graph_has_the_tutorial_names():
+    symbol = lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB)
+    expected = {"data", "softmax_label", "embed_weight", "cls_weight", "cls_bias"}
+    for i in range(LAYERS):
+        expected |= {"l%d_%s" % (i, n) for n in ("i2h_weight", "i2h_bias", "h2h_weight", "h2h_bias", "init_c", "init_h")}
+    assert set(symbol.list_arguments()) == expected
+    assert symbol.list_outputs() == ["softmax_output"]
+
+
+def test_unrolled_graph_matches_numpy_lstm():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=1)
+    data = np.random.RandomState(2).randint(0, VOCAB, size=(BATCH, SEQ))
+    shapes = dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
+    executor = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), params, shapes)
+    executor.arg_dict["data"][:] = data
+    executor.forward(is_train=False)
+    expected = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
+    np.testing.assert_allclose(executor.outputs[0].asnumpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_label_is_matched_time_major():
+    """The softmax gradient is p - onehot(label): the label must line up with the time-major rows."""
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=3)
+    rng = np.random.RandomState(4)
+    data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    shapes = dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
+    executor = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), params, shapes, train_params=True)
+    executor.arg_dict["data"][:] = data
+    executor.arg_dict["softmax_label"][:] = label
+    executor.forward(is_train=True)
+    executor.backward()
+    probs = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
+    onehot = np.eye(VOCAB)[label.T.reshape(-1)]
+    np.testing.assert_allclose(executor.grad_dict["cls_bias"].asnumpy(), (probs - onehot).sum(axis=0),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_only_in_training():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=5)
+    data = np.random.RandomState(6).randint(0, VOCAB, size=(BATCH, SEQ))
+    shapes = dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
+    symbol = lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=0.5)
+    executor = bind(symbol, params, shapes, train_params=True)
+    executor.arg_dict["data"][:] = data
+    expected = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
+    executor.forward(is_train=False)
+    np.testing.assert_allclose(executor.outputs[0].asnumpy(), expected, rtol=1e-4, atol=1e-6)
+    executor.forward(is_train=True)
+    assert np.abs(executor.outputs[0].asnumpy() - expected).max() > 1e-3
+    # one dropout on the input of each layer above the first, and one on the top output, per step
+    ops = [n for n in symbol.get_internals().list_outputs() if n.startswith("dropout") and n.endswith("_output")]
+    assert len(ops) == SEQ * LAYERS
+
+
+def test_inference_symbol_matches_numpy_steps():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=7)
+    symbol = lstm_inference_symbol(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB)
+    assert len(symbol.list_outputs()) == 1 + 2 * LAYERS
+    executor = bind(symbol, params, dict(state_shapes(1), data=(1,)))
+    states = reference.zero_states(LAYERS, 1, HIDDEN)
+    for char in [3, 1, 4, 1, 5]:
+        executor.arg_dict["data"][:] = char
+        executor.forward(is_train=False)
+        probs = reference.step(params, [char], states)
+        np.testing.assert_allclose(executor.outputs[0].asnumpy(), probs, rtol=1e-4, atol=1e-6)
+        for layer, (c, h) in enumerate(states):
+            np.testing.assert_allclose(executor.outputs[1 + 2 * layer].asnumpy(), c, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(executor.outputs[2 + 2 * layer].asnumpy(), h, rtol=1e-4, atol=1e-6)
+            executor.arg_dict["l%d_init_c" % layer][:] = c
+            executor.arg_dict["l%d_init_h" % layer][:] = h

@@ -1,0 +1,46 @@
+import mxnet as mx
+import numpy as np
+
+import checkpoint
+import reference
+from rnn_model import LSTMInferenceModel, load_inference_model
+
+LAYERS, VOCAB, HIDDEN, EMBED = 2, 10, 5, 4
+
+
+def make_model(params):
+    return LSTMInferenceModel(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB,
+                              arg_params={k: mx.nd.array(v) for k, v in params.items()})
+
+
+def test_steps_like_numpy_and_carries_state():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=11)
+    model = make_model(params)
+    states = reference.zero_states(LAYERS, 1, HIDDEN)
+    for position, char in enumerate([1, 2, 3, 9, 0, 4]):
+        prob = model.forward(mx.nd.array([char]), new_seq=position == 0)
+        assert prob.shape == (1, VOCAB)
+        np.testing.assert_allclose(prob, reference.step(params, [char], states), rtol=1e-4, atol=1e-6)
+
+
+def test_new_seq_restarts_from_zero_states():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=12)
+    model = make_model(params)
+    first = model.forward(mx.nd.array([3]), new_seq=True)
+    second = model.forward(mx.nd.array([3]))
+    again = model.forward(mx.nd.array([3]), new_seq=True)
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+    assert np.abs(second - first).max() > 1e-4
+
+
+def test_load_inference_model_reads_shapes_from_the_checkpoint(tmp_path):
+    prefix = str(tmp_path / "m")
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=13)
+    for epoch in (1, 2):
+        checkpoint.save_checkpoint(prefix, epoch, None, {k: mx.nd.array(v * epoch) for k, v in params.items()}, {})
+    model, epoch = load_inference_model(prefix)
+    assert epoch == 2
+    scaled = {k: v * 2 for k, v in params.items()}
+    prob = model.forward(mx.nd.array([5]), new_seq=True)
+    np.testing.assert_allclose(prob, reference.step(scaled, [5], reference.zero_states(LAYERS, 1, HIDDEN)),
+                               rtol=1e-4, atol=1e-6)

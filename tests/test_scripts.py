@@ -1,0 +1,116 @@
+"""The two commands as a user runs them: train a tiny model, generate from it in a fresh process."""
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import checkpoint
+import train_obama
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--batch-size", "16", "--log-every", "5"]
+
+
+def run(script, *args):
+    result = subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args),
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def assert_one_line_error(result, pattern):
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and re.search(pattern, errors[0]), result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(small_corpus, tmp_path_factory):
+    prefix = str(tmp_path_factory.mktemp("train") / "tiny")
+    result = run("train_obama.py", "--data", small_corpus, "--prefix", prefix, *TINY)
+    assert result.returncode == 0, result.stderr
+    return prefix, result
+
+
+def test_training_writes_a_checkpoint_in_the_tutorial_format(trained):
+    prefix, result = trained
+    assert "bucket of len 129 : 300 samples" in result.stderr
+    assert re.search(r"Epoch\[0\] Batch \[0-5\]\tSpeed: [\d.]+ samples/sec\tperplexity=[\d.]+\tbits-per-char=", result.stderr)
+    assert "Device: using the CPU" in result.stderr
+    assert 'Saved checkpoint to "%s-0001.params"' % prefix in result.stderr
+    assert "deprecated" not in result.stderr
+    symbol, arg_params, _ = mx.model.load_checkpoint(prefix, 1)
+    assert "softmax_label" in symbol.list_arguments()
+    assert set(arg_params) == {"embed_weight", "l0_i2h_weight", "l0_i2h_bias", "l0_h2h_weight", "l0_h2h_bias",
+                               "cls_weight", "cls_bias"}
+    vocab = checkpoint.load_vocab(prefix)
+    assert len(vocab) + 1 == arg_params["cls_weight"].shape[0]
+
+
+def test_generate_reads_the_checkpoint_in_a_fresh_process(trained):
+    prefix, _ = trained
+    result = run("generate.py", "The United States", "--prefix", prefix, "--length", "50")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout[:-1]  # print's newline
+    assert text.startswith("The United States") and len(text) == len("The United States") + 50
+    sampled = [run("generate.py", "The", "--prefix", prefix, "--length", "40", "--sample", "--seed", "7").stdout
+               for _ in range(2)]
+    assert sampled[0] == sampled[1] and len(sampled[0]) == len("The") + 40 + 1
+
+
+def test_training_lowers_the_perplexity_in_process(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    with caplog.at_level(logging.INFO):
+        assert train_obama.main(["--data", small_corpus, "--prefix", prefix, "--num-epoch", "3",
+                                 "--dropout", "0", "--learning-rate", "0.1", "--momentum", "0.9"] + TINY) == 0
+    perplexities = [float(x) for x in re.findall(r"Train-perplexity=([\d.]+)", caplog.text)]
+    assert len(perplexities) == 3 and perplexities[2] < perplexities[0]
+    assert checkpoint.epochs(prefix) == [1, 2, 3]
+
+
+def test_perplexity_metric_matches_a_direct_computation():
+    rng = np.random.RandomState(0)
+    batch, seq_len, labels = 3, 4, 5
+    label = rng.randint(0, labels, size=(batch, seq_len))
+    label[0, -1] = label[2, 1] = 0
+    pred = rng.dirichlet(np.ones(labels), size=seq_len * batch)  # time-major rows: t * batch + b
+    nll = [-math.log(pred[t * batch + b, label[b, t]]) for b in range(batch) for t in range(seq_len) if label[b, t]]
+    metric = train_obama.CharPerplexity()
+    metric.update([mx.nd.array(label)], [mx.nd.array(pred)])
+    names, values = metric.get()
+    assert names == ["perplexity", "bits-per-char"]
+    assert values[0] == pytest.approx(math.exp(np.mean(nll)), rel=1e-5)
+    assert values[1] == pytest.approx(np.mean(nll) / math.log(2), rel=1e-5)
+
+
+def test_train_bad_inputs_are_one_clear_line(small_corpus, tmp_path):
+    prefix = str(tmp_path / "m")
+    assert_one_line_error(run("train_obama.py", "--data", str(tmp_path / "nope.txt"), "--prefix", prefix),
+                          "corpus file not found")
+    assert_one_line_error(run("train_obama.py", "--bogus"), "unrecognized arguments: --bogus")
+    assert_one_line_error(run("train_obama.py", "--num-hidden", "0"), "must be at least 1")
+    assert_one_line_error(run("train_obama.py", "--data", small_corpus, "--seq-len", "100", "--prefix", prefix),
+                          r"line 1 is 129 characters long, more than the largest bucket \(100\)")
+    assert_one_line_error(run("train_obama.py", "--data", small_corpus, "--gpus", "0", "--prefix", prefix),
+                          "cannot train on GPU 0")
+    assert not os.path.exists(tmp_path / "m-0001.params")
+
+
+def test_generate_bad_inputs_are_one_clear_line(trained, tmp_path):
+    prefix, _ = trained
+    assert_one_line_error(run("generate.py", "Thé", "--prefix", prefix), "not in the vocabulary: 'é'")
+    assert_one_line_error(run("generate.py", "The", "--prefix", str(tmp_path / "none")), "no checkpoint")
+    assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--epoch", "7"), "not found")
+    assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--sample", "--temperature", "0"),
+                          "--temperature must be positive")
+    broken = str(tmp_path / "broken")
+    for suffix in ("-0001.params", "-vocab.json"):
+        with open(prefix + suffix, "rb") as src, open(broken + suffix, "wb") as dst:
+            dst.write(src.read()[:200] if suffix.endswith("params") else src.read())
+    assert_one_line_error(run("generate.py", "The", "--prefix", broken), "corrupt or truncated")
