@@ -9,7 +9,10 @@ import ctypes
 import glob
 import importlib.metadata
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 
 # MXNet's GPU kernels (mxnet-cu112 1.9.1) are built for sm_50, 60, 70, 80 and 86 with no PTX;
 # a cubin runs on any later minor revision of its major, so majors 5 to 8 (Maxwell to Ada) work.
@@ -58,12 +61,76 @@ def load_cuda_libraries(roots=None):
     return loaded
 
 
+# Stands in for the NVIDIA driver's libcuda.so.1 where there is none, so that mxnet-cu112 can load
+# and run on the CPU: the CUDA runtime sees a driver of version 0 and reports no GPU.
+DRIVER_STUB_SOURCE = r"""
+#define NO_DEVICE 100
+int cuDriverGetVersion(int *version) { *version = 0; return 0; }
+int cuInit(unsigned int flags) { return NO_DEVICE; }
+int cuDeviceGetCount(int *count) { *count = 0; return NO_DEVICE; }
+int cuDeviceGet(void *device, int ordinal) { return NO_DEVICE; }
+int cuDeviceGetAttribute(int *value, int attribute, int device) { return NO_DEVICE; }
+int cuDevicePrimaryCtxRetain(void *ctx, int device) { return NO_DEVICE; }
+int cuGetErrorString(int error, const char **text) { *text = "no NVIDIA driver"; return 0; }
+int cuGraphKernelNodeGetParams(void *node, void *params) { return NO_DEVICE; }
+int cuGraphNodeGetType(void *node, void *type) { return NO_DEVICE; }
+int cuLaunchKernel(void) { return NO_DEVICE; }
+int cuModuleGetFunction(void *function, void *module, const char *name) { return NO_DEVICE; }
+int cuModuleLoadData(void *module, const void *image) { return NO_DEVICE; }
+int cuModuleLoadDataEx(void *module, const void *image, unsigned n, void *options, void **values) { return NO_DEVICE; }
+int cuModuleUnload(void *module) { return NO_DEVICE; }
+"""
+
+
+def driver_available():
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+def build_driver_stub(cache_dir=None):
+    """Compiles the driver stand-in once (with the system's C compiler) and returns its path."""
+    cache_dir = cache_dir or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                          "char-rnn-mxnet")
+    target = os.path.join(cache_dir, "libcuda.so.1")
+    if os.path.exists(target):
+        return target
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        raise DeviceError("mxnet-cu112 is installed but there is no NVIDIA driver (libcuda.so.1), and no C compiler "
+                          "to build its stand-in for the CPU; install requirements.txt (the CPU build) instead")
+    os.makedirs(cache_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        source = os.path.join(tmp, "libcuda_stub.c")
+        with open(source, "w") as f:
+            f.write(DRIVER_STUB_SOURCE)
+        built = os.path.join(tmp, "libcuda.so.1")
+        result = subprocess.run([compiler, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", built, source],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DeviceError("cannot build the stand-in for libcuda.so.1: %s" % result.stderr.strip()[:200])
+        os.replace(built, target)
+    return target
+
+
+NO_DRIVER_REASON = None  # set when the stand-in replaces a missing driver
 if _gpu_wheel_installed():
     load_cuda_libraries()
+    if not driver_available():
+        try:
+            ctypes.CDLL(build_driver_stub(), mode=ctypes.RTLD_GLOBAL)
+        except DeviceError as err:
+            raise SystemExit("error: %s" % err)
+        NO_DRIVER_REASON = "there is no NVIDIA driver (libcuda.so.1 not found)"
 
 
 class MXNetProbe:
     """What the installed MXNet and the NVIDIA driver say; tests replace it."""
+
+    def missing_driver(self):
+        return NO_DRIVER_REASON
 
     def cuda_build(self):
         import mxnet as mx
@@ -87,6 +154,8 @@ def _unusable_reason(probe, gpu_ids):
     """Why MXNet cannot run on these GPUs, or None when it can."""
     if not probe.cuda_build():
         return "the installed MXNet is a CPU build (install requirements-gpu.txt for the GPU)"
+    if probe.missing_driver():
+        return probe.missing_driver()
     count = probe.num_gpus()
     if count == 0:
         return "MXNet sees no GPU"
@@ -107,12 +176,13 @@ def choose_contexts(gpus=None, cpu=False, probe=None):
     `gpus` nor `cpu`, gpu(0) is used when MXNet can run on it, else the CPU.
     """
     import mxnet as mx
+    from mxnet.base import MXNetError
     if cpu:
         return [mx.cpu()], "using the CPU (--cpu)"
     probe = probe or MXNetProbe()
     try:
         reason = _unusable_reason(probe, gpus or [0])
-    except (OSError, DeviceError) as err:
+    except (OSError, DeviceError, MXNetError) as err:
         reason = "the GPU cannot be queried: %s" % err
     if gpus:
         if reason:

@@ -1,10 +1,13 @@
 """Generates text from a trained checkpoint, starting from a seed string.
 
     python generate.py "The United States"                  # greedy, as in the tutorial
-    python generate.py "The United States" --sample --temperature 0.8 --seed 1
+    python generate.py "The United States" --sample --temperature 0.8 --top-k 10 --seed 1
+    python generate.py --prime-file speech.txt --num-samples 4 --sample --length 300
+    python generate.py "The United States" --beam 8 --length 100
 """
 import argparse
 import logging
+import os
 import sys
 
 import numpy as np
@@ -16,59 +19,143 @@ import bucket_io
 import checkpoint
 from rnn_model import load_inference_model
 
+PAD = 0  # the id the iterator pads with; the model may emit it at the end of a line
+
 
 class SeedError(ValueError):
     """The seed string cannot be fed to the model."""
 
 
-def check_seed(seed, vocab):
-    if not seed:
-        raise SeedError("the seed string is empty; give at least one character")
+def check_seed(seed, vocab, skip_unknown=False):
+    """The seed, or an error naming its characters that the vocabulary lacks (dropped, with a
+    warning, under `skip_unknown`)."""
     unknown = sorted(set(seed) - set(vocab))
     if unknown:
-        raise SeedError("the seed has characters that are not in the vocabulary: %s"
-                        % ", ".join(repr(c) for c in unknown))
+        names = ", ".join(repr(c) for c in unknown)
+        if not skip_unknown:
+            raise SeedError("the seed has characters that are not in the vocabulary: %s "
+                            "(--skip-unknown drops them)" % names)
+        logging.warning("dropping seed characters that are not in the vocabulary: %s", names)
+        seed = "".join(c for c in seed if c in vocab)
+    if not seed:
+        raise SeedError("the seed is empty; give at least one character the model knows")
+    return seed
 
 
-def next_id(prob, sample=False, temperature=1.0, rng=np.random):
-    """The next character id: the most likely one, or one drawn at `temperature` as the tutorial does."""
+def next_ids(probs, sample=False, temperature=1.0, top_k=0, rng=np.random):
+    """The next character id of each row of `probs`: the most likely one, or one drawn at
+    `temperature` (probabilities clipped as in the tutorial) among the `top_k` most likely (0: all)."""
     if not sample:
-        return int(np.argmax(prob))
-    scaled = np.exp(np.log(np.clip(prob.astype(np.float64), 1e-6, 1 - 1e-6)) / temperature)
-    return int(rng.choice(len(scaled), p=scaled / scaled.sum()))
+        return probs.argmax(axis=1)
+    logits = np.log(np.clip(probs.astype(np.float64), 1e-6, 1 - 1e-6)) / temperature
+    if 0 < top_k < probs.shape[1]:
+        kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
+        logits = np.where(logits >= kth, logits, -np.inf)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cdf = np.cumsum(weights, axis=1)
+    draws = rng.random_sample(len(probs))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= draws).sum(axis=1), probs.shape[1] - 1)
 
 
-def generate_text(model, vocab, seed, length=600, sample=False, temperature=1.0, rng=None):
-    """The seed followed by `length` new characters.
-
-    When the model emits the padding id the LSTM state restarts from zero, as in the tutorial;
-    if it emits padding again straight after a restart it would only repeat, so generation ends there.
-    """
-    check_seed(seed, vocab)
-    rng = rng or np.random.RandomState()
-    id_to_char = {i: c for c, i in vocab.items()}
-    input_id = mx.nd.zeros((1,))
+def feed_seed(model, vocab, seed):
+    """Runs the seed through the model (all streams alike); returns the last probabilities."""
+    streams = model.batch_size
     prob = None
     for position, char in enumerate(seed):
-        input_id[:] = vocab[char]
-        prob = model.forward(input_id, new_seq=position == 0)
-    out = []
-    restarted = False
-    while len(out) < length:
-        idx = next_id(prob[0], sample, temperature, rng)
-        if idx == 0 or idx not in id_to_char:
-            if restarted:
-                logging.warning("the model keeps emitting padding; stopping after %d characters", len(out))
-                break
-            restarted = True
-            prob = model.forward(input_id, new_seq=True)
-            continue
-        restarted = False
-        out.append(id_to_char[idx])
-        if len(out) < length:
-            input_id[:] = idx
-            prob = model.forward(input_id)
-    return seed + "".join(out)
+        prob = model.forward(np.full(streams, vocab[char]), new_seq=position == 0)
+    return prob
+
+
+def iter_steps(model, vocab, seed, length=600, sample=False, temperature=1.0, top_k=0, rng=None, stop_at=None):
+    """Yields, step by step, each stream's new character ('' when it produced none).
+
+    Every stream runs independently from the same seed. When a stream emits the padding id, its
+    state restarts from zero on its last character, as in the tutorial; padding again straight
+    after a restart would only repeat, so that stream ends. A stream also ends after `length`
+    characters or once its text ends with `stop_at`.
+    """
+    rng = rng or np.random.RandomState()
+    id_to_char = np.array([""] + [c for c, _ in sorted(vocab.items(), key=lambda kv: kv[1])], dtype=object)
+    streams = model.batch_size
+    prob = feed_seed(model, vocab, seed)
+    inputs = np.full(streams, vocab[seed[-1]])
+    produced = np.zeros(streams, dtype=int)
+    done = np.zeros(streams, dtype=bool)
+    restarted = np.zeros(streams, dtype=bool)
+    tails = [""] * streams
+    while not done.all():
+        ids = next_ids(prob, sample, temperature, top_k, rng)
+        ids[ids >= len(id_to_char)] = PAD
+        pad = (ids == PAD) & ~done
+        done |= pad & restarted
+        restart = pad & ~done
+        emit = ~pad & ~done
+        chars = np.where(emit, id_to_char[ids], "")
+        produced += emit
+        inputs = np.where(emit, ids, inputs)
+        restarted = restart
+        if stop_at:
+            for s in np.flatnonzero(emit):
+                tails[s] = (tails[s] + chars[s])[-len(stop_at):]
+                done[s] |= tails[s] == stop_at
+        done |= produced >= length
+        yield list(chars)
+        if done.all():
+            break
+        if restart.any():
+            model.restart_streams(np.flatnonzero(restart))
+        prob = model.forward(inputs)
+
+
+def generate_texts(model, vocab, seed, length=600, **options):
+    """The seed followed by up to `length` new characters, for each of the model's streams."""
+    check_seed(seed, vocab)
+    pieces = [[seed] for _ in range(model.batch_size)]
+    for chars in iter_steps(model, vocab, seed, length, **options):
+        for piece, char in zip(pieces, chars):
+            piece.append(char)
+    if any(len("".join(p)) < len(seed) + length for p in pieces) and not options.get("stop_at"):
+        logging.warning("the model kept emitting padding; some samples ended early")
+    return ["".join(piece) for piece in pieces]
+
+
+def generate_text(model, vocab, seed, length=600, **options):
+    """The seed followed by up to `length` new characters (the first stream)."""
+    return generate_texts(model, vocab, seed, length, **options)[0]
+
+
+def stream_text(model, vocab, seed, length=600, **options):
+    """Yields the first stream's new characters one at a time, as they are generated."""
+    check_seed(seed, vocab)
+    for chars in iter_steps(model, vocab, seed, length, **options):
+        if chars[0]:
+            yield chars[0]
+
+
+def beam_search(model, vocab, seed, length=100):
+    """The continuation of `length` characters that the model finds most likely, by beam search
+    with as many beams as the model has streams. Returns (text, log-likelihood in nats)."""
+    check_seed(seed, vocab)
+    beams = model.batch_size
+    id_to_char = {i: c for c, i in vocab.items()}
+    log_prob = np.log(np.maximum(feed_seed(model, vocab, seed), 1e-30))
+    scores = np.zeros(beams)
+    scores[1:] = -np.inf  # all beams start identical: expand the first only
+    texts = [""] * beams
+    for step in range(length):
+        candidates = scores[:, None] + log_prob
+        candidates[:, PAD] = -np.inf
+        candidates[:, len(vocab) + 1:] = -np.inf
+        best = np.argsort(candidates, axis=None)[::-1][:beams]
+        parents, ids = np.unravel_index(best, candidates.shape)
+        scores = candidates[parents, ids]
+        texts = [texts[p] + id_to_char.get(i, "") for p, i in zip(parents, ids)]  # "" only for -inf beams
+        if step + 1 == length:
+            break
+        h, c = model.get_states()
+        model.set_states(h[:, parents], c[:, parents])
+        log_prob = np.log(np.maximum(model.forward(ids), 1e-30))
+    return seed + texts[0], float(scores[0])
 
 
 def load_vocab_for(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
@@ -81,48 +168,112 @@ def load_vocab_for(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
     return vocab
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1, got %s" % text)
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Generate text from a trained character-level LSTM.")
-    p.add_argument("seed_text", metavar="SEED", help='the text to start from, such as "The United States"')
+    p.add_argument("seed_text", metavar="SEED", nargs="?", help='the text to start from, such as "The United States"')
+    p.add_argument("--prime-file", help="read the seed from this UTF-8 file instead (long or multi-line seeds)")
+    p.add_argument("--skip-unknown", action="store_true", help="drop seed characters the vocabulary lacks, with a warning")
     p.add_argument("--prefix", default=checkpoint.DEFAULT_PREFIX, help="checkpoint prefix (default: checkpoints/obama)")
     p.add_argument("--epoch", type=int, help="epoch to load (default: the newest)")
     p.add_argument("--length", type=int, default=600, help="how many new characters (default 600)")
     p.add_argument("--sample", action="store_true", help="draw from the distribution instead of taking the most likely")
     p.add_argument("--temperature", type=float, default=1.0, help="with --sample: below 1 is more conservative")
+    p.add_argument("--top-k", type=int, default=0, help="with --sample: draw among the K most likely only")
     p.add_argument("--seed", type=int, help="random seed, for repeatable samples")
+    p.add_argument("--num-samples", type=positive_int, default=1, help="independent continuations, in one batch")
+    p.add_argument("--beam", type=positive_int, help="beam search with K beams for the most likely continuation")
+    p.add_argument("--stop-at", help="end a sample once it has produced this string")
+    p.add_argument("--stream", action="store_true", help="print characters as they are generated")
+    p.add_argument("--output", help="write the text to this file instead of standard output")
     p.add_argument("--data", help="corpus to build the vocabulary from when the checkpoint has no -vocab.json")
     p.add_argument("--data-mirror", default=bucket_io.DEFAULT_MIRROR, help=argparse.SUPPRESS)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--gpu", type=int, help="run on this GPU")
     where.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is usable")
     args = p.parse_args(argv)
+    if (args.seed_text is None) == (args.prime_file is None):
+        p.error("give either a SEED string or --prime-file FILE")
     if args.temperature <= 0:
         p.error("--temperature must be positive, got %s" % args.temperature)
-    if args.length < 0:
-        p.error("--length must not be negative, got %s" % args.length)
+    if args.length < 0 or args.top_k < 0:
+        p.error("--length and --top-k must not be negative")
+    if args.beam and (args.sample or args.num_samples > 1 or args.stop_at):
+        p.error("--beam finds the one most likely text: it does not take --sample, --num-samples or --stop-at")
+    if args.stream and (args.num_samples > 1 or args.beam or args.output):
+        p.error("--stream prints one sample to standard output: not with --num-samples, --beam or --output")
     return args
+
+
+def read_prime_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as err:
+        raise SeedError("cannot read the prime file %s: %s" % (path, err.strerror))
+    except UnicodeDecodeError as err:
+        raise SeedError("the prime file %s is not UTF-8 text: byte offset %d" % (path, err.start))
+
+
+def write_output(path, text):
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run(args):
+    """Loads the checkpoint and produces the text that main prints or writes."""
+    contexts, why = device.choose_contexts(gpus=None if args.gpu is None else [args.gpu], cpu=args.cpu)
+    logging.info("Device: %s", why)
+    epoch = checkpoint.latest_epoch(args.prefix) if args.epoch is None else args.epoch
+    vocab = load_vocab_for(args.prefix, args.data, args.data_mirror)
+    seed = args.seed_text if args.prime_file is None else read_prime_file(args.prime_file)
+    seed = check_seed(seed, vocab, args.skip_unknown)
+    streams = args.beam or args.num_samples
+    model, epoch = load_inference_model(args.prefix, epoch, ctx=contexts[0], batch_size=streams)
+    if model.num_label != len(vocab) + 1:
+        raise checkpoint.CheckpointError("the checkpoint predicts %d labels but its vocabulary has %d characters"
+                                         % (model.num_label, len(vocab)))
+    logging.info("Loaded %s", checkpoint.params_path(args.prefix, epoch))
+    options = dict(sample=args.sample, temperature=args.temperature, top_k=args.top_k,
+                   rng=np.random.RandomState(args.seed), stop_at=args.stop_at)
+    if args.stream:
+        sys.stdout.write(seed)
+        for char in stream_text(model, vocab, seed, args.length, **options):
+            sys.stdout.write(char)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return None
+    if args.beam:
+        text, log_likelihood = beam_search(model, vocab, seed, args.length)
+        logging.info("Beam search: log-likelihood %.3f nats over %d characters", log_likelihood, args.length)
+        return text + "\n"
+    texts = generate_texts(model, vocab, seed, args.length, **options)
+    if len(texts) == 1:
+        return texts[0] + "\n"
+    return "".join("=== sample %d ===\n%s\n" % (i + 1, text) for i, text in enumerate(texts))
 
 
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        contexts, why = device.choose_contexts(gpus=None if args.gpu is None else [args.gpu], cpu=args.cpu)
-        logging.info("Device: %s", why)
-        epoch = checkpoint.latest_epoch(args.prefix) if args.epoch is None else args.epoch
-        vocab = load_vocab_for(args.prefix, args.data, args.data_mirror)
-        check_seed(args.seed_text, vocab)
-        model, epoch = load_inference_model(args.prefix, epoch, ctx=contexts[0])
-        if model.num_label != len(vocab) + 1:
-            raise checkpoint.CheckpointError("the checkpoint predicts %d labels but the vocabulary has %d characters"
-                                             % (model.num_label - 1, len(vocab)))
-        logging.info("Loaded %s", checkpoint.params_path(args.prefix, epoch))
-        text = generate_text(model, vocab, args.seed_text, args.length, args.sample, args.temperature,
-                             np.random.RandomState(args.seed))
-    except (SeedError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
+        text = run(args)
+        if text is not None and args.output:
+            write_output(args.output, text)
+            logging.info("Wrote %s", args.output)
+        elif text is not None:
+            sys.stdout.write(text)
+    except (SeedError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
         print("generate.py: error: %s" % err, file=sys.stderr)
         return 2
-    print(text)
     return 0
 
 

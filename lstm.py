@@ -6,6 +6,8 @@ the tutorial's, so checkpoints move freely between its code and ours.
 """
 from collections import namedtuple
 
+import numpy as np
+
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
 
@@ -92,3 +94,66 @@ def lstm_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num
     for state in states:
         outputs += [state.c, state.h]
     return mx.sym.Group(outputs)
+
+
+# The fused mx.sym.RNN keeps all layers' parameters in one flat vector: every layer's i2h then
+# h2h weight, then every layer's i2h then h2h bias, with the gates in the order in, forget,
+# transform, out. The tutorial's order is in, transform, forget, out: blocks 0, 2, 1, 3 swap.
+FUSED_GATE_ORDER = [0, 2, 1, 3]
+FUSED_PARAMS = "lstm_parameters"
+
+
+def _reorder_gates(array, num_hidden):
+    blocks = array.reshape((4, num_hidden) + array.shape[1:])
+    return blocks[FUSED_GATE_ORDER].reshape(array.shape)
+
+
+def _fused_layout(num_lstm_layer):
+    """The tutorial's parameter names in the order of the fused vector."""
+    names = []
+    for i in range(num_lstm_layer):
+        names += ["l%d_i2h_weight" % i, "l%d_h2h_weight" % i]
+    for i in range(num_lstm_layer):
+        names += ["l%d_i2h_bias" % i, "l%d_h2h_bias" % i]
+    return names
+
+
+def fuse_lstm_params(arg_params, num_lstm_layer, num_hidden):
+    """The tutorial's per-layer LSTM parameters (numpy or NDArray) as the fused RNN's flat vector (numpy)."""
+    parts = []
+    for name in _fused_layout(num_lstm_layer):
+        value = arg_params[name]
+        value = value.asnumpy() if hasattr(value, "asnumpy") else value
+        parts.append(_reorder_gates(value, num_hidden).ravel())
+    return np.concatenate(parts)
+
+
+def unfuse_lstm_params(flat, num_lstm_layer, num_hidden, num_embed):
+    """The fused RNN's flat vector back as the tutorial's named per-layer arrays (numpy)."""
+    flat = flat.asnumpy() if hasattr(flat, "asnumpy") else flat
+    shapes = {}
+    for i in range(num_lstm_layer):
+        shapes["l%d_i2h_weight" % i] = (4 * num_hidden, num_embed if i == 0 else num_hidden)
+        shapes["l%d_h2h_weight" % i] = (4 * num_hidden, num_hidden)
+        shapes["l%d_i2h_bias" % i] = shapes["l%d_h2h_bias" % i] = (4 * num_hidden,)
+    out, offset = {}, 0
+    for name in _fused_layout(num_lstm_layer):
+        size = int(np.prod(shapes[name]))
+        out[name] = _reorder_gates(flat[offset:offset + size].reshape(shapes[name]), num_hidden)
+        offset += size
+    if offset != flat.size:
+        raise ValueError("a fused vector of %d values does not fit %d layers of %d units over %d inputs"
+                         % (flat.size, num_lstm_layer, num_hidden, num_embed))
+    return out
+
+
+def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label):
+    """One step for a batch of streams with mx.sym.RNN: inputs `data` (batch,), `lstm_init_h` and
+    `lstm_init_c` (num_lstm_layer, batch, num_hidden); outputs Group([probabilities, h, c])."""
+    embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    rnn = mx.sym.RNN(data=mx.sym.expand_dims(embed, axis=0), parameters=mx.sym.Variable(FUSED_PARAMS),
+                     state=mx.sym.Variable("lstm_init_h"), state_cell=mx.sym.Variable("lstm_init_c"),
+                     state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", state_outputs=True,
+                     name="lstm")
+    hidden = mx.sym.reshape(rnn[0], shape=(-1, num_hidden))
+    return mx.sym.Group([mx.sym.softmax(_classify(hidden, num_label)), rnn[1], rnn[2]])

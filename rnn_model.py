@@ -1,45 +1,65 @@
 """LSTMInferenceModel: a trained checkpoint's parameters, stepped one character at a time."""
+import numpy as np
+
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
 
 import checkpoint
-from lstm import lstm_inference_symbol
+from lstm import FUSED_PARAMS, fuse_lstm_params, fused_inference_symbol
 
 
 class LSTMInferenceModel:
-    """Runs the one-step inference graph, carrying the LSTM states from call to call."""
+    """Steps the model one character at a time for `batch_size` independent streams, carrying
+    the LSTM states from call to call.
+
+    The step is one fused mx.sym.RNN over all layers (the tutorial built some forty small
+    operators instead); the parameters are the tutorial's, converted on loading. `dropout` is
+    accepted for the tutorial's signature: inference applies none.
+    """
 
     def __init__(self, num_lstm_layer, input_size, num_hidden, num_embed, num_label, arg_params,
-                 ctx=mx.cpu(), dropout=0.):
-        self.sym = lstm_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label, dropout)
-        self.num_label = num_label
-        batch_size = 1
-        self.state_names = []
-        for i in range(num_lstm_layer):
-            self.state_names += ["l%d_init_c" % i, "l%d_init_h" % i]
-        shapes = {name: (batch_size, num_hidden) for name in self.state_names}
-        shapes["data"] = (batch_size,)
-        self.executor = self.sym.simple_bind(ctx=ctx, grad_req="null", **shapes)
-        for name, array in self.executor.arg_dict.items():
-            if name in arg_params:
-                arg_params[name].copyto(array)
-        # outputs are [softmax, l0 c, l0 h, l1 c, ...], in the order of state_names
-        self.next_states = dict(zip(self.state_names, self.executor.outputs[1:]))
+                 ctx=mx.cpu(), dropout=0., batch_size=1):
+        self.num_label, self.batch_size = num_label, batch_size
+        self.sym = fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label)
+        state_shape = (num_lstm_layer, batch_size, num_hidden)
+        self.executor = self.sym.simple_bind(ctx=ctx, grad_req="null", data=(batch_size,),
+                                             lstm_init_h=state_shape, lstm_init_c=state_shape)
+        args = self.executor.arg_dict
+        for name in ("embed_weight", "cls_weight", "cls_bias"):
+            arg_params[name].copyto(args[name])
+        args[FUSED_PARAMS][:] = fuse_lstm_params(arg_params, num_lstm_layer, num_hidden)
+        self.prob, self.next_h, self.next_c = self.executor.outputs
+        self.h, self.c = args["lstm_init_h"], args["lstm_init_c"]
 
     def forward(self, input_data, new_seq=False):
-        """The (1, num_label) probabilities of the next character after `input_data` (an id array)."""
-        args = self.executor.arg_dict
+        """The (batch_size, num_label) probabilities of each stream's next character after
+        `input_data`, the current character ids (an NDArray, array or list of batch_size ids)."""
         if new_seq:
-            for name in self.state_names:
-                args[name][:] = 0.
-        args["data"][:] = input_data
+            self.h[:] = 0.
+            self.c[:] = 0.
+        self.executor.arg_dict["data"][:] = input_data
         self.executor.forward(is_train=False)
-        for name in self.state_names:
-            self.next_states[name].copyto(args[name])
-        return self.executor.outputs[0].asnumpy()
+        self.next_h.copyto(self.h)
+        self.next_c.copyto(self.c)
+        return self.prob.asnumpy()
+
+    def get_states(self):
+        """The (h, c) states as numpy arrays of shape (num_lstm_layer, batch_size, num_hidden)."""
+        return self.h.asnumpy(), self.c.asnumpy()
+
+    def set_states(self, h, c):
+        self.h[:] = h
+        self.c[:] = c
+
+    def restart_streams(self, streams):
+        """Zeroes the states of the given streams only."""
+        h, c = self.get_states()
+        h[:, streams] = 0.
+        c[:, streams] = 0.
+        self.set_states(h, c)
 
 
-def load_inference_model(prefix, epoch=None, ctx=mx.cpu()):
+def load_inference_model(prefix, epoch=None, ctx=mx.cpu(), batch_size=1):
     """An LSTMInferenceModel of a checkpoint (the newest epoch by default), and that epoch.
 
     The hyper-parameters follow from the parameter shapes, so only the files are needed.
@@ -48,4 +68,4 @@ def load_inference_model(prefix, epoch=None, ctx=mx.cpu()):
         epoch = checkpoint.latest_epoch(prefix)
     arg_params, _ = checkpoint.load_params(prefix, epoch)
     shape = checkpoint.model_shape(arg_params)
-    return LSTMInferenceModel(arg_params=arg_params, ctx=ctx, **shape), epoch
+    return LSTMInferenceModel(arg_params=arg_params, ctx=ctx, batch_size=batch_size, **shape), epoch

@@ -12,8 +12,12 @@ from device import DeviceError, choose_contexts
 
 
 class FakeProbe:
-    def __init__(self, cuda=True, gpus=1, capability=(8, 6)):
+    def __init__(self, cuda=True, gpus=1, capability=(8, 6), missing_driver=None):
         self.cuda, self.gpus, self.capability = cuda, gpus, capability
+        self.missing = missing_driver
+
+    def missing_driver(self):
+        return self.missing
 
     def cuda_build(self):
         return self.cuda
@@ -53,6 +57,13 @@ def test_unsupported_gpu_falls_back_to_the_cpu(capability):
 def test_driver_failure_falls_back_to_the_cpu():
     contexts, why = choose_contexts(probe=FakeProbe(capability=OSError("libcuda.so.1: cannot open")))
     assert contexts == [mx.cpu()] and "libcuda.so.1" in why
+
+
+def test_missing_driver_falls_back_to_the_cpu():
+    contexts, why = choose_contexts(probe=FakeProbe(gpus=0, missing_driver="there is no NVIDIA driver"))
+    assert contexts == [mx.cpu()] and "no NVIDIA driver" in why
+    with pytest.raises(DeviceError, match="no NVIDIA driver"):
+        choose_contexts(gpus=[0], probe=FakeProbe(gpus=0, missing_driver="there is no NVIDIA driver"))
 
 
 def test_explicit_gpus_are_used_or_refused():
@@ -108,3 +119,19 @@ def test_nvidia_package_libraries_become_visible_by_soname(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "11020"]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_driver_stub_reports_no_device(tmp_path):
+    """The libcuda.so.1 stand-in: a driver of version 0 that finds no device."""
+    path = device.build_driver_stub(str(tmp_path))
+    assert device.build_driver_stub(str(tmp_path)) == path  # built once
+    script = (
+        "import ctypes\n"
+        "lib = ctypes.CDLL(%r)\n"
+        "version = ctypes.c_int(7)\n"
+        "print(lib.cuDriverGetVersion(ctypes.byref(version)), version.value, lib.cuInit(0))\n"
+    ) % path
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["0", "0", "100"], result.stderr
+    assert os.listdir(tmp_path) == ["libcuda.so.1"]

@@ -2,7 +2,8 @@ import mxnet as mx
 import numpy as np
 
 import reference
-from lstm import LSTMParam, LSTMState, lstm_inference_symbol, lstm_unroll
+from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, fuse_lstm_params, fused_inference_symbol,
+                  lstm_inference_symbol, lstm_unroll, unfuse_lstm_params)
 
 LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
 
@@ -99,3 +100,37 @@ def test_inference_symbol_matches_numpy_steps():
             np.testing.assert_allclose(executor.outputs[2 + 2 * layer].asnumpy(), h, rtol=1e-4, atol=1e-6)
             executor.arg_dict["l%d_init_c" % layer][:] = c
             executor.arg_dict["l%d_init_h" % layer][:] = h
+
+
+def test_fused_vector_round_trips_the_tutorial_names():
+    params = reference.random_params(3, VOCAB, HIDDEN, EMBED, VOCAB, seed=8)
+    flat = fuse_lstm_params(params, 3, HIDDEN)
+    assert flat.size == sum(v.size for k, v in params.items() if k.startswith("l"))
+    back = unfuse_lstm_params(flat, 3, HIDDEN, EMBED)
+    assert set(back) == {k for k in params if k.startswith("l")}
+    for name, value in back.items():
+        np.testing.assert_array_equal(value, params[name])
+    # the in-gate rows stay first, the transform and forget blocks swap
+    np.testing.assert_array_equal(flat[HIDDEN * EMBED:2 * HIDDEN * EMBED],
+                                  params["l0_i2h_weight"][2 * HIDDEN:3 * HIDDEN].ravel())
+
+
+def test_fused_step_matches_numpy_lstm():
+    batch = 3
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=9)
+    symbol = fused_inference_symbol(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB)
+    shapes = dict(data=(batch,), lstm_init_h=(LAYERS, batch, HIDDEN), lstm_init_c=(LAYERS, batch, HIDDEN))
+    executor = symbol.simple_bind(mx.cpu(), grad_req="null", **shapes)
+    for name in ("embed_weight", "cls_weight", "cls_bias"):
+        executor.arg_dict[name][:] = params[name]
+    executor.arg_dict[FUSED_PARAMS][:] = fuse_lstm_params(params, LAYERS, HIDDEN)
+    states = reference.zero_states(LAYERS, batch, HIDDEN)
+    for ids in ([1, 2, 3], [4, 0, 10], [7, 7, 7]):
+        executor.arg_dict["data"][:] = ids
+        executor.forward(is_train=False)
+        probs, h, c = [out.asnumpy() for out in executor.outputs]
+        np.testing.assert_allclose(probs, reference.step(params, ids, states), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(h, np.stack([s[1] for s in states]), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(c, np.stack([s[0] for s in states]), rtol=1e-4, atol=1e-6)
+        executor.arg_dict["lstm_init_h"][:] = h
+        executor.arg_dict["lstm_init_c"][:] = c

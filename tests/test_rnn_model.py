@@ -44,3 +44,36 @@ def test_load_inference_model_reads_shapes_from_the_checkpoint(tmp_path):
     prob = model.forward(mx.nd.array([5]), new_seq=True)
     np.testing.assert_allclose(prob, reference.step(scaled, [5], reference.zero_states(LAYERS, 1, HIDDEN)),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_streams_are_independent_and_restart_alone():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=14)
+    model = LSTMInferenceModel(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, batch_size=3,
+                               arg_params={k: mx.nd.array(v) for k, v in params.items()})
+    states = reference.zero_states(LAYERS, 3, HIDDEN)
+    for position, ids in enumerate([[1, 2, 3], [4, 4, 9], [0, 5, 6]]):
+        prob = model.forward(np.array(ids), new_seq=position == 0)
+        np.testing.assert_allclose(prob, reference.step(params, ids, states), rtol=1e-4, atol=1e-6)
+    model.restart_streams([1])
+    states = [(c * [[1], [0], [1]], h * [[1], [0], [1]]) for c, h in states]
+    prob = model.forward(np.array([7, 8, 2]))
+    np.testing.assert_allclose(prob, reference.step(params, [7, 8, 2], states), rtol=1e-4, atol=1e-6)
+
+
+def test_a_checkpoint_moves_between_devices(tmp_path, monkeypatch):
+    """Parameters saved from one device load on another: here cpu(1) to cpu(0) and back, chosen
+    through the device choice as generate.py makes it (MXNet writes no device into .params)."""
+    import device
+    import generate
+    prefix = str(tmp_path / "m")
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=15)
+    checkpoint.save_checkpoint(prefix, 1, None, {k: mx.nd.array(v, ctx=mx.cpu(1)) for k, v in params.items()}, {})
+    checkpoint.save_vocab(prefix, {chr(ord("a") + i): i + 1 for i in range(VOCAB - 1)})
+    texts = {}
+    for ctx in (mx.cpu(0), mx.cpu(1)):
+        monkeypatch.setattr(device, "choose_contexts", lambda gpus=None, cpu=False, ctx=ctx: ([ctx], "test"))
+        model, _ = load_inference_model(prefix, ctx=device.choose_contexts()[0][0])
+        assert model.executor.arg_dict["cls_weight"].context == ctx
+        args = generate.parse_args(["abc", "--prefix", prefix, "--length", "20"])
+        texts[ctx] = generate.run(args)
+    assert texts[mx.cpu(0)] == texts[mx.cpu(1)] and len(texts[mx.cpu(0)]) == 3 + 20 + 1

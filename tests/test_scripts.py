@@ -114,3 +114,39 @@ def test_generate_bad_inputs_are_one_clear_line(trained, tmp_path):
         with open(prefix + suffix, "rb") as src, open(broken + suffix, "wb") as dst:
             dst.write(src.read()[:200] if suffix.endswith("params") else src.read())
     assert_one_line_error(run("generate.py", "The", "--prefix", broken), "corrupt or truncated")
+
+
+def test_generate_options_end_to_end(trained, tmp_path):
+    prefix, _ = trained
+    three = run("generate.py", "The", "--prefix", prefix, "--length", "30", "--num-samples", "3",
+                "--sample", "--top-k", "5", "--seed", "2")
+    assert three.returncode == 0, three.stderr
+    samples = re.findall(r"=== sample (\d) ===\n(.*)\n", three.stdout)
+    assert [n for n, _ in samples] == ["1", "2", "3"]
+    assert all(text.startswith("The") and len(text) == 33 for _, text in samples)
+    assert len({text for _, text in samples}) > 1
+
+    prime = tmp_path / "prime.txt"
+    prime.write_text("Thank you.\nThe", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    written = run("generate.py", "--prime-file", str(prime), "--prefix", prefix, "--length", "25", "--output", str(out))
+    assert written.returncode == 0 and written.stdout == ""
+    assert out.read_text(encoding="utf-8").startswith("Thank you.\nThe")
+    streamed = run("generate.py", "--prime-file", str(prime), "--prefix", prefix, "--length", "25", "--stream")
+    assert streamed.stdout == out.read_text(encoding="utf-8")
+
+    skipped = run("generate.py", "Thé", "--prefix", prefix, "--length", "10", "--skip-unknown")
+    assert skipped.returncode == 0 and skipped.stdout.startswith("Th") and "'é'" in skipped.stderr
+    beam = run("generate.py", "The", "--prefix", prefix, "--length", "15", "--beam", "4")
+    assert beam.returncode == 0 and len(beam.stdout) == 3 + 15 + 1 and "log-likelihood" in beam.stderr
+
+
+def test_generate_option_mistakes_are_one_clear_line(trained, tmp_path):
+    prefix, _ = trained
+    assert_one_line_error(run("generate.py", "--prefix", prefix), "either a SEED string or --prime-file")
+    assert_one_line_error(run("generate.py", "The", "--beam", "2", "--sample"), "--beam finds the one most likely")
+    assert_one_line_error(run("generate.py", "The", "--stream", "--num-samples", "2"), "--stream prints one sample")
+    assert_one_line_error(run("generate.py", "--prime-file", str(tmp_path / "missing.txt"), "--prefix", prefix),
+                          "cannot read the prime file")
+    assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path / "no" / "dir.txt")),
+                          "No such file or directory")
