@@ -157,3 +157,22 @@ def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, nu
                      name="lstm")
     hidden = mx.sym.reshape(rnn[0], shape=(-1, num_hidden))
     return mx.sym.Group([mx.sym.softmax(_classify(hidden, num_label)), rnn[1], rnn[2]])
+
+
+def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.):
+    """The training graph of `lstm_unroll` built on one fused mx.sym.RNN (oneDNN on the CPU, cuDNN
+    on a GPU): the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`,
+    see fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
+    (num_lstm_layer, batch, num_hidden). Dropout falls where the tutorial puts it: on the input of
+    layers >= 1 (the RNN's own `p`) and on the top layer's output.
+    """
+    embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    rnn = mx.sym.RNN(data=mx.sym.transpose(embed, axes=(1, 0, 2)), parameters=mx.sym.Variable(FUSED_PARAMS),
+                     state=mx.sym.Variable("lstm_init_h"), state_cell=mx.sym.Variable("lstm_init_c"),
+                     state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", p=dropout, name="lstm")
+    hidden = mx.sym.reshape(rnn, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
+    if dropout > 0.:
+        hidden = mx.sym.Dropout(data=hidden, p=dropout)
+    pred = _classify(hidden, num_label)
+    label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
+    return mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")

@@ -2,7 +2,7 @@ import mxnet as mx
 import numpy as np
 
 import reference
-from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, fuse_lstm_params, fused_inference_symbol,
+from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, fuse_lstm_params, fused_inference_symbol, fused_lstm_unroll,
                   lstm_inference_symbol, lstm_unroll, unfuse_lstm_params)
 
 LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
@@ -134,3 +134,32 @@ def test_fused_step_matches_numpy_lstm():
         np.testing.assert_allclose(c, np.stack([s[0] for s in states]), rtol=1e-4, atol=1e-6)
         executor.arg_dict["lstm_init_h"][:] = h
         executor.arg_dict["lstm_init_c"][:] = c
+
+
+def test_fused_training_graph_matches_the_unrolled_one():
+    """Same parameters through both graphs: the same probabilities and the same gradients."""
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=10)
+    rng = np.random.RandomState(11)
+    data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), params,
+                    dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
+    fused_params = {k: v for k, v in params.items() if not k.startswith("l")}
+    fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
+    fused = bind(fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), fused_params,
+                 dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(LAYERS, BATCH, HIDDEN),
+                      lstm_init_c=(LAYERS, BATCH, HIDDEN)), train_params=True)
+    for executor in (unrolled, fused):
+        executor.arg_dict["data"][:] = data
+        executor.arg_dict["softmax_label"][:] = label
+        executor.forward(is_train=True)
+        executor.backward()
+    np.testing.assert_allclose(fused.outputs[0].asnumpy(), unrolled.outputs[0].asnumpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused.outputs[0].asnumpy(), reference.unrolled_probs(params, data, LAYERS, HIDDEN),
+                               rtol=1e-4, atol=1e-6)
+    grads = unfuse_lstm_params(fused.grad_dict[FUSED_PARAMS], LAYERS, HIDDEN, EMBED)
+    for name, grad in grads.items():
+        np.testing.assert_allclose(grad, unrolled.grad_dict[name].asnumpy(), rtol=1e-4, atol=1e-5)
+    for name in ("embed_weight", "cls_weight"):
+        np.testing.assert_allclose(fused.grad_dict[name].asnumpy(), unrolled.grad_dict[name].asnumpy(),
+                                   rtol=1e-4, atol=1e-5)
