@@ -141,12 +141,13 @@ class BucketSentenceIter(mx.io.DataIter):
 
     Each sentence goes to the smallest bucket that holds it, right-padded with 0; the label is
     the data shifted left by one with 0 at the end. The zero initial LSTM states are fed as data.
-    Batch order is shuffled each epoch from `seed`.
+    Batch order is shuffled each epoch from `seed` and the epoch number alone, so that a resumed
+    run sees the same order. `sentences` (a list of strings) replaces reading `path`.
     """
 
     def __init__(self, path, vocab, buckets, batch_size, init_states, data_name="data",
                  label_name="softmax_label", seperate_char="\n", text2id=None, read_content=None,
-                 seed=0, split_long_lines=False):
+                 seed=0, split_long_lines=False, sentences=None):
         super().__init__(batch_size)
         text2id = text2id or _default_text2id
         read_content = read_content or _default_read_content
@@ -158,7 +159,8 @@ class BucketSentenceIter(mx.io.DataIter):
         self.provide_data = [(data_name, (batch_size, self.default_bucket_key))] + list(init_states)
         self.provide_label = [(label_name, (batch_size, self.default_bucket_key))]
 
-        sentences = split_sentences(read_content(path), seperate_char, self.default_bucket_key, split_long_lines)
+        if sentences is None:
+            sentences = split_sentences(read_content(path), seperate_char, self.default_bucket_key, split_long_lines)
         per_bucket = [[] for _ in self.buckets]
         for sentence in sentences:
             ids = text2id(sentence, vocab)
@@ -174,29 +176,45 @@ class BucketSentenceIter(mx.io.DataIter):
         logging.info("Summary of dataset ==================")
         for size, array in zip(self.buckets, self.data):
             logging.info("bucket of len %3d : %d samples", size, len(array))
-        self.rng = np.random.RandomState(seed)
+        self.seed = seed
+        self.orders_drawn = 0  # the constructor's reset draws order 0; FeedForward's first reset, 1
+        self.skip_batches = 0
         self.reset()
 
     @property
     def num_batches(self):
         return sum(len(array) // self.batch_size for array in self.data)
 
+    def resume_at(self, epoch, batch=0):
+        """Makes the next reset start epoch `epoch` (0-based, as FeedForward counts) at batch `batch`."""
+        self.orders_drawn = epoch + 1
+        self.skip_batches = batch
+
     def reset(self):
-        """Draws a new order: which bucket each batch comes from, and which rows it holds."""
+        """Draws the next epoch's order: which bucket each batch comes from, and which rows it holds."""
+        rng = np.random.RandomState([self.seed, self.orders_drawn])
+        self.orders_drawn += 1
         plan = [np.full(len(array) // self.batch_size, i, dtype=int) for i, array in enumerate(self.data)]
-        self.bucket_plan = self.rng.permutation(np.concatenate(plan)) if plan else np.zeros(0, int)
-        self.row_order = [self.rng.permutation(len(array)) for array in self.data]
+        self.bucket_plan = rng.permutation(np.concatenate(plan)) if plan else np.zeros(0, int)
+        self.row_order = [rng.permutation(len(array)) for array in self.data]
         self.bucket_cursor = [0] * len(self.data)
         self.batch_cursor = 0
+        for _ in range(self.skip_batches):
+            self._advance()
+        self.skip_batches = 0
 
-    def next(self):
-        if self.batch_cursor >= len(self.bucket_plan):
-            raise StopIteration
+    def _advance(self):
         i = self.bucket_plan[self.batch_cursor]
         self.batch_cursor += 1
         start = self.bucket_cursor[i]
         self.bucket_cursor[i] += self.batch_size
-        data = self.data[i][self.row_order[i][start:start + self.batch_size]]
+        return i, self.row_order[i][start:start + self.batch_size]
+
+    def next(self):
+        if self.batch_cursor >= len(self.bucket_plan):
+            raise StopIteration
+        i, rows = self._advance()
+        data = self.data[i][rows]
         label = np.zeros_like(data)
         label[:, :-1] = data[:, 1:]
         size = self.buckets[i]

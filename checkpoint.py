@@ -21,7 +21,7 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or not an LSTM of the tutorial's shape."""
 
 
-def _atomic(path, write):
+def atomic_write(path, write):
     """Calls write(tmp_path), then renames the temporary file to `path`."""
     directory = os.path.dirname(path)
     if directory:
@@ -42,17 +42,17 @@ def params_path(prefix, epoch):
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
     """Writes the symbol and the epoch's parameters, with the names and layout of mx.model.save_checkpoint."""
     if symbol is not None:
-        _atomic("%s-symbol.json" % prefix, symbol.save)
+        atomic_write("%s-symbol.json" % prefix, symbol.save)
     save_dict = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     save_dict.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    _atomic(params_path(prefix, epoch), lambda tmp: mx.nd.save(tmp, save_dict))
+    atomic_write(params_path(prefix, epoch), lambda tmp: mx.nd.save(tmp, save_dict))
 
 
 def save_vocab(prefix, vocab):
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(vocab, f, ensure_ascii=False, indent=0, sort_keys=True)
-    _atomic("%s-vocab.json" % prefix, write)
+    atomic_write("%s-vocab.json" % prefix, write)
 
 
 def load_vocab(prefix):
@@ -133,3 +133,30 @@ def model_shape(arg_params):
         raise CheckpointError("the parameters hold no LSTM layer (l0_i2h_weight is missing)")
     return dict(num_lstm_layer=num_layers, input_size=input_size, num_hidden=num_hidden,
                 num_embed=num_embed, num_label=num_label)
+
+
+def save_progress(prefix, epoch, batch):
+    """Notes where a stopped run was: `batch` batches into epoch `epoch` (0-based)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump({"epoch": epoch, "batch": batch}, f)
+    atomic_write("%s-progress.json" % prefix, write)
+
+
+def load_progress(prefix):
+    path = "%s-progress.json" % prefix
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            progress = json.load(f)
+        return {"epoch": int(progress["epoch"]), "batch": int(progress["batch"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError("%s is not readable; delete it to resume from the last full epoch" % path)
+
+
+def clear_progress(prefix):
+    """Forgets a stopped run's partial checkpoint once a full epoch has been written after it."""
+    for path in glob.glob(glob.escape(prefix) + "-partial-*") + ["%s-progress.json" % prefix]:
+        if os.path.exists(path):
+            os.remove(path)

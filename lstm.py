@@ -163,12 +163,15 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     """The training graph of `lstm_unroll` built on one fused mx.sym.RNN (oneDNN on the CPU, cuDNN
     on a GPU): the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`,
     see fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
-    (num_lstm_layer, batch, num_hidden). Dropout falls where the tutorial puts it: on the input of
+    (batch, num_lstm_layer, num_hidden). Dropout falls where the tutorial puts it: on the input of
     layers >= 1 (the RNN's own `p`) and on the top layer's output.
     """
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    def layer_major(name):  # fed batch-major, so that FeedForward can split it across devices
+        return mx.sym.transpose(mx.sym.Variable(name), axes=(1, 0, 2))
+
     rnn = mx.sym.RNN(data=mx.sym.transpose(embed, axes=(1, 0, 2)), parameters=mx.sym.Variable(FUSED_PARAMS),
-                     state=mx.sym.Variable("lstm_init_h"), state_cell=mx.sym.Variable("lstm_init_c"),
+                     state=layer_major("lstm_init_h"), state_cell=layer_major("lstm_init_c"),
                      state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", p=dropout, name="lstm")
     hidden = mx.sym.reshape(rnn, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
     if dropout > 0.:

@@ -1,12 +1,18 @@
 """Trains the tutorial's character-level LSTM on a corpus with mx.model.FeedForward.
 
     python train_obama.py                      # the tutorial: 3x512 LSTM, one epoch of obama.txt
-    python train_obama.py --num-epoch 75 --prefix checkpoints/obama
+    python train_obama.py --num-epoch 30 --optimizer adam --learning-rate 0.002 --clip-gradient 5
+    python train_obama.py --resume --num-epoch 40   # carries on from the newest checkpoint
 """
 import argparse
+import csv
 import logging
 import math
+import os
+import shutil
+import signal
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -18,15 +24,30 @@ import bucket_io
 import checkpoint
 from lstm import FUSED_PARAMS, fuse_lstm_params, fused_lstm_unroll, lstm_unroll, unfuse_lstm_params
 
+METRICS_FIELDS = ["epoch", "train_perplexity", "train_bits_per_char", "val_perplexity", "val_bits_per_char",
+                  "learning_rate", "samples_per_sec", "seconds"]
+
+
+class TrainingStopped(Exception):
+    """Training ended early: interrupted (a checkpoint was written) or diverged."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class CharPerplexity(mx.metric.Perplexity):
-    """Perplexity of the time-major predictions, padding (id 0) excluded, with bits per character."""
+    """Perplexity of the time-major predictions, padding (id 0) excluded, with bits per character.
+    It also notes when a prediction is no longer finite (the loss diverged)."""
 
     def __init__(self):
         super().__init__(ignore_label=0, name="perplexity")
+        self.diverged = False
 
     def update(self, labels, preds):
         # labels come (batch, seq_len); the graph predicts time-major, (seq_len * batch, num_label)
         super().update([label.T for label in labels], preds)
+        self.diverged |= not all(math.isfinite(pred.sum().asscalar()) for pred in preds)
 
     @staticmethod
     def _with_bits(name_value):
@@ -38,6 +59,25 @@ class CharPerplexity(mx.metric.Perplexity):
 
     def get_global(self):
         return self._with_bits(super().get_global())
+
+
+class ProgressSpeedometer(mx.callback.Speedometer):
+    """mx.callback.Speedometer's line, followed by the epoch's progress and the time it has left."""
+
+    def __init__(self, batch_size, frequent, batches_per_epoch):
+        super().__init__(batch_size, frequent)
+        self.batches_per_epoch = batches_per_epoch
+        self.epoch_tic = time.time()
+
+    def __call__(self, param):
+        if param.nbatch == 1 or param.nbatch < self.last_count:
+            self.epoch_tic = time.time()
+        super().__call__(param)
+        if self.init and param.nbatch % self.frequent == 0:
+            done = param.nbatch / self.batches_per_epoch
+            left = (time.time() - self.epoch_tic) / param.nbatch * (self.batches_per_epoch - param.nbatch)
+            logging.info("Epoch[%d] %d/%d batches (%.0f%%), about %s left in the epoch", param.epoch, param.nbatch,
+                         self.batches_per_epoch, 100 * done, time.strftime("%H:%M:%S", time.gmtime(left)))
 
 
 def parse_int_list(text):
@@ -59,43 +99,63 @@ def positive_int(text):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the tutorial's character-level LSTM.")
-    p.add_argument("--data", help="corpus file (default: data/obama.txt, found by the corpus look-up)")
+    p.add_argument("--data", help="corpus file, UTF-8 (default: data/obama.txt, found by the corpus look-up)")
     p.add_argument("--data-mirror", default=bucket_io.DEFAULT_MIRROR,
                    help="folder holding obama.txt to copy from when data/obama.txt is missing")
     p.add_argument("--prefix", default=checkpoint.DEFAULT_PREFIX, help="checkpoint prefix (default: checkpoints/obama)")
     p.add_argument("--seq-len", type=positive_int, default=129, help="longest sentence; the bucket when --buckets is not given")
     p.add_argument("--buckets", type=parse_int_list, help="bucket lengths, such as 32,64,129 (default: --seq-len)")
     p.add_argument("--split-long-lines", action="store_true", help="cut lines longer than the largest bucket instead of failing")
+    p.add_argument("--stream", action="store_true",
+                   help="treat the corpus as one continuous text cut into --seq-len pieces, not one sample per line")
+    p.add_argument("--val-frac", type=float, default=0.05, help="the last fraction of sentences held out (0: none)")
     p.add_argument("--num-embed", type=positive_int, default=256)
     p.add_argument("--num-lstm-layer", type=positive_int, default=3)
     p.add_argument("--num-hidden", type=positive_int, default=512)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--num-epoch", type=positive_int, default=1)
+    p.add_argument("--num-epoch", type=positive_int, default=1, help="train until this many epochs are done")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "rmsprop"], default="sgd")
     p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--momentum", type=float, default=0.0, help="for sgd")
     p.add_argument("--wd", type=float, default=0.0001)
+    p.add_argument("--clip-gradient", type=float, help="clip each gradient element to [-C, C]")
+    p.add_argument("--lr-factor", type=float, default=1.0, help="multiply the learning rate by this at each --lr-step-epochs")
+    p.add_argument("--lr-step-epochs", type=parse_int_list, help="epochs after which --lr-factor applies, such as 10,20")
+    p.add_argument("--lr-anneal", type=float, help="multiply the learning rate by this when the validation loss "
+                                                   "stops improving (0.25 divides it by 4, as word_language_model does)")
+    p.add_argument("--keep", type=positive_int, help="keep only the newest N epoch checkpoints (default: all)")
+    p.add_argument("--resume", action="store_true", help="carry on from the newest checkpoint under --prefix")
     p.add_argument("--rnn-backend", choices=["unrolled", "fused"], default="unrolled",
                    help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
                         "(oneDNN on the CPU, cuDNN on a GPU), about twice as fast. Checkpoints are the same")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, dropout and batch order")
     p.add_argument("--log-every", type=positive_int, default=20, help="batches between progress lines")
+    p.add_argument("--plot", action="store_true", help="only draw <prefix>-metrics.csv to <prefix>-curves.png")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--gpus", help="train on these GPUs, such as 0 or 0,1 (default: gpu(0) if MXNet can use it)")
     where.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is usable")
     args = p.parse_args(argv)
     if not 0 <= args.dropout < 1:
         p.error("--dropout must be in [0, 1), got %s" % args.dropout)
+    if not 0 <= args.val_frac < 1:
+        p.error("--val-frac must be in [0, 1), got %s" % args.val_frac)
     if args.learning_rate <= 0:
         p.error("--learning-rate must be positive, got %s" % args.learning_rate)
+    if args.seed < 0:
+        p.error("--seed must not be negative")
+    if args.lr_anneal is not None and not 0 < args.lr_anneal < 1:
+        p.error("--lr-anneal must be in (0, 1), got %s" % args.lr_anneal)
+    if args.lr_anneal is not None and args.lr_step_epochs:
+        p.error("--lr-anneal and --lr-step-epochs are two different schedules: choose one")
     return args
 
 
 def init_states(num_lstm_layer, batch_size, num_hidden, backend="unrolled"):
     """The names and shapes of the zero initial LSTM states, fed as data."""
     if backend == "fused":
-        return [("lstm_init_c", (num_lstm_layer, batch_size, num_hidden)),
-                ("lstm_init_h", (num_lstm_layer, batch_size, num_hidden))]
+        return [("lstm_init_c", (batch_size, num_lstm_layer, num_hidden)),
+                ("lstm_init_h", (batch_size, num_lstm_layer, num_hidden))]
     init_c = [("l%d_init_c" % l, (batch_size, num_hidden)) for l in range(num_lstm_layer)]
     init_h = [("l%d_init_h" % l, (batch_size, num_hidden)) for l in range(num_lstm_layer)]
     return init_c + init_h
@@ -111,8 +171,17 @@ def tutorial_params(arg_params, num_lstm_layer, num_hidden, num_embed):
     return params
 
 
-def initial_fused_params(initializer, num_lstm_layer, num_hidden, num_embed):
-    """The fused LSTM vector, initialised layer by layer exactly as the unrolled graph's parameters are."""
+def backend_params(params, backend, num_lstm_layer, num_hidden):
+    """Tutorial-named parameters as the given backend takes them."""
+    if backend != "fused":
+        return params
+    fused = {k: v for k, v in params.items() if not k.startswith("l")}
+    fused[FUSED_PARAMS] = mx.nd.array(fuse_lstm_params(params, num_lstm_layer, num_hidden))
+    return fused
+
+
+def initial_params(initializer, num_lstm_layer, num_hidden, num_embed):
+    """Per-layer LSTM parameters initialised as FeedForward initialises the unrolled graph's."""
     arrays = {}
     for i in range(num_lstm_layer):
         fan_in = num_embed if i == 0 else num_hidden
@@ -120,32 +189,174 @@ def initial_fused_params(initializer, num_lstm_layer, num_hidden, num_embed):
                             ("l%d_h2h_weight" % i, (4 * num_hidden, num_hidden)), ("l%d_h2h_bias" % i, (4 * num_hidden,))):
             arrays[name] = mx.nd.zeros(shape)
             initializer(mx.init.InitDesc(name), arrays[name])
-    return {FUSED_PARAMS: mx.nd.array(fuse_lstm_params(arrays, num_lstm_layer, num_hidden))}
+    return arrays
 
 
-def epoch_end_checkpoint(prefix, metric, symbol, to_tutorial):
-    """The epoch-end callback: logs the epoch's training figures and writes the checkpoint,
-    always with the tutorial's symbol and parameter names."""
-    def callback(epoch, _symbol, arg_params, aux_params):
-        names, values = metric.get_global()
+def load_sentences(corpus, args, max_len):
+    """The corpus as training and validation sentences: one per line, or (--stream) cut from
+    the continuous text; the last --val-frac of them held out."""
+    content = bucket_io.read_content(corpus)
+    if args.stream:
+        sentences = [content[i:i + max_len] for i in range(0, len(content), max_len)]
+    else:
+        sentences = bucket_io.split_sentences(content, "\n", max_len, args.split_long_lines)
+    held_out = int(round(len(sentences) * args.val_frac))
+    return sentences[:len(sentences) - held_out], sentences[len(sentences) - held_out:]
+
+
+def states_path(prefix, epoch, backend):
+    return "%s-%04d-%s.states" % (prefix, epoch, backend)
+
+
+class Run:
+    """What the callbacks share: the checkpoints, the metrics file, the best epoch, the signals."""
+
+    def __init__(self, args, kv, metric, symbol, batches_per_epoch, has_validation):
+        self.args, self.kv, self.metric, self.symbol = args, kv, metric, symbol
+        self.batches_per_epoch = batches_per_epoch
+        self.has_validation = has_validation
+        self.stop_signal = None
+        self.epoch_tic = time.time()
+        self.row = None
+        self.best_loss = self._previous_best()
+
+    def _previous_best(self):
+        path = "%s-metrics.csv" % self.args.prefix
+        if not os.path.exists(path):
+            return math.inf
+        with open(path, newline="") as f:
+            losses = [math.log(float(r["val_perplexity"])) for r in csv.DictReader(f) if r["val_perplexity"]]
+        return min(losses, default=math.inf)
+
+    @property
+    def optimizer(self):
+        return self.kv._updater.optimizer  # the KVStore's updater holds the optimizer in use
+
+    def to_tutorial(self, arg_params):
+        a = self.args
+        return tutorial_params(arg_params, a.num_lstm_layer, a.num_hidden, a.num_embed)
+
+    def save(self, epoch, arg_params, aux_params):
+        checkpoint.save_checkpoint(self.args.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
+        checkpoint.atomic_write(states_path(self.args.prefix, epoch, self.args.rnn_backend),
+                           lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
+
+    def on_signal(self, signum, _frame):
+        if self.stop_signal is not None:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        logging.info("Signal %d: stopping after this batch and writing a checkpoint", signum)
+
+    def batch_end(self, param):
+        if self.metric.diverged:
+            raise TrainingStopped("the loss became NaN or infinite at epoch %d, batch %d; the last good checkpoint "
+                                  "stays (try a lower --learning-rate or --clip-gradient)"
+                                  % (param.epoch + 1, param.nbatch), 1)
+        if self.stop_signal is not None:
+            manager = param.locals["executor_manager"]
+            arg_params, aux_params = param.locals["arg_params"], param.locals["aux_params"]
+            manager.copy_to(arg_params, aux_params)
+            partial = "%s-partial" % self.args.prefix
+            checkpoint.save_checkpoint(partial, param.epoch, None, self.to_tutorial(arg_params), aux_params)
+            checkpoint.atomic_write(states_path(partial, param.epoch, self.args.rnn_backend),
+                               lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
+            checkpoint.save_progress(self.args.prefix, param.epoch, param.nbatch)
+            raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
+                                  "written: carry on with the same command and --resume"
+                                  % (self.stop_signal, param.epoch + 1, param.nbatch), 128 + self.stop_signal)
+
+    def epoch_end(self, epoch, _symbol, arg_params, aux_params):
+        names, values = self.metric.get_global()
         logging.info("Epoch[%d] Train-%s=%f Train-%s=%f", epoch, names[0], values[0], names[1], values[1])
-        checkpoint.save_checkpoint(prefix, epoch + 1, symbol, to_tutorial(arg_params), aux_params)
-        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(prefix, epoch + 1))
-    return callback
+        self.save(epoch + 1, arg_params, aux_params)
+        checkpoint.clear_progress(self.args.prefix)
+        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.args.prefix, epoch + 1))
+        seconds = time.time() - self.epoch_tic
+        self.row = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
+                        val_perplexity="", val_bits_per_char="", learning_rate=self.optimizer.learning_rate,
+                        samples_per_sec=self.batches_per_epoch * self.args.batch_size / seconds, seconds=seconds)
+        if not self.has_validation:
+            self.end_epoch()
+
+    def eval_end(self, param):
+        names, values = param.eval_metric.get_global()
+        logging.info("Epoch[%d] Validation-%s=%f Validation-%s=%f", param.epoch, names[0], values[0], names[1], values[1])
+        self.row.update(val_perplexity=values[0], val_bits_per_char=values[1])
+        loss = math.log(values[0])
+        if loss < self.best_loss:
+            self.best_loss = loss
+            best = "%s-best.params" % self.args.prefix
+            checkpoint.atomic_write(best, lambda tmp: shutil.copyfile(checkpoint.params_path(self.args.prefix, param.epoch + 1), tmp))
+            logging.info("Best validation loss so far: copied to %s", best)
+        elif self.args.lr_anneal:
+            lr = self.optimizer.learning_rate * self.args.lr_anneal
+            self.optimizer.set_learning_rate(lr)
+            logging.info("Validation loss did not improve: learning rate now %g", lr)
+        self.end_epoch()
+
+    def end_epoch(self):
+        path = "%s-metrics.csv" % self.args.prefix
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(self.row)
+        if self.args.keep:
+            for old in checkpoint.epochs(self.args.prefix)[:-self.args.keep]:
+                for path in (checkpoint.params_path(self.args.prefix, old),
+                             states_path(self.args.prefix, old, "unrolled"), states_path(self.args.prefix, old, "fused")):
+                    if os.path.exists(path):
+                        os.remove(path)
+        self.epoch_tic = time.time()
+
+
+def resume_point(args):
+    """(epoch, batch, params, states file) to carry on from: a signal's partial checkpoint when it is
+    the newest, else the newest epoch checkpoint."""
+    epoch = checkpoint.latest_epoch(args.prefix)
+    progress = checkpoint.load_progress(args.prefix)
+    if progress and progress["epoch"] >= epoch:
+        source, epoch, batch = "%s-partial" % args.prefix, progress["epoch"], progress["batch"]
+    else:
+        source, batch = args.prefix, 0
+    params, aux = checkpoint.load_params(source, epoch)
+    shape = checkpoint.model_shape(params)
+    wanted = dict(num_lstm_layer=args.num_lstm_layer, num_hidden=args.num_hidden, num_embed=args.num_embed)
+    if any(shape[k] != v for k, v in wanted.items()):
+        raise checkpoint.CheckpointError(
+            "the checkpoint has %(num_lstm_layer)d layers of %(num_hidden)d units over a %(num_embed)d-wide embedding; "
+            "give the same --num-lstm-layer, --num-hidden and --num-embed to resume it" % shape)
+    states = states_path(source, epoch, args.rnn_backend)
+    if not os.path.exists(states):
+        logging.warning("No optimizer state %s (another backend, or an older checkpoint): the optimizer starts afresh",
+                        states)
+        states = None
+    return epoch, batch, params, aux, states
 
 
 def train(args, contexts):
-    """Trains as the tutorial does and returns the FeedForward model."""
+    """Trains as the tutorial does, with the options above; returns the FeedForward model."""
     corpus = bucket_io.find_corpus(args.data, mirror=args.data_mirror)
     vocab = bucket_io.build_vocab(corpus)
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
-    buckets = args.buckets or [args.seq_len]
-    data_train = bucket_io.BucketSentenceIter(
-        corpus, vocab, buckets, args.batch_size,
-        init_states(args.num_lstm_layer, args.batch_size, args.num_hidden, args.rnn_backend),
-        seed=args.seed, split_long_lines=args.split_long_lines)
+    saved_vocab = checkpoint.load_vocab(args.prefix) if args.resume else None
+    if saved_vocab is not None and saved_vocab != vocab:
+        raise checkpoint.CheckpointError("the checkpoint's vocabulary (%d characters) is not this corpus's (%d); "
+                                         "resume with the corpus it was trained on" % (len(saved_vocab), len(vocab)))
+    buckets = sorted(args.buckets or [args.seq_len])
+    train_sentences, val_sentences = load_sentences(corpus, args, buckets[-1])
+    states = init_states(args.num_lstm_layer, args.batch_size, args.num_hidden, args.rnn_backend)
+    data_train = bucket_io.BucketSentenceIter(corpus, vocab, buckets, args.batch_size, states, seed=args.seed,
+                                              sentences=train_sentences)
     if data_train.num_batches == 0:
         raise bucket_io.CorpusError("%s has fewer sentences than one batch (%d) in any bucket" % (corpus, args.batch_size))
+    data_val = None
+    if val_sentences:
+        data_val = bucket_io.BucketSentenceIter(corpus, vocab, buckets, args.batch_size, states, sentences=val_sentences)
+        if data_val.num_batches == 0:
+            logging.warning("The %d held-out sentences make no full batch: no validation", len(val_sentences))
+            data_val = None
 
     num_label = len(vocab) + 1
     unroll = fused_lstm_unroll if args.rnn_backend == "fused" else lstm_unroll
@@ -157,31 +368,97 @@ def train(args, contexts):
     np.random.seed(args.seed)
     mx.random.seed(args.seed)
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
-    arg_params = None
-    if args.rnn_backend == "fused":
-        arg_params = initial_fused_params(initializer, args.num_lstm_layer, args.num_hidden, args.num_embed)
+    begin_epoch, arg_params, aux_params, states_file = 0, None, None, None
+    if args.resume:
+        begin_epoch, batch, arg_params, aux_params, states_file = resume_point(args)
+        logging.info("Resuming at epoch %d%s", begin_epoch + 1, ", after batch %d" % batch if batch else "")
+        data_train.resume_at(begin_epoch, batch)
+    elif args.rnn_backend == "fused":  # the fused vector starts as the unrolled graph's parameters would
+        arg_params = initial_params(initializer, args.num_lstm_layer, args.num_hidden, args.num_embed)
+    if arg_params is not None:
+        arg_params = backend_params(arg_params, args.rnn_backend, args.num_lstm_layer, args.num_hidden)
+    if begin_epoch >= args.num_epoch:
+        logging.info("Already trained for %d epochs (--num-epoch %d): nothing to do", begin_epoch, args.num_epoch)
+        return None
     checkpoint.save_vocab(args.prefix, vocab)
+
+    optimizer_params = dict(learning_rate=args.learning_rate, wd=args.wd)
+    if args.optimizer == "sgd":
+        optimizer_params["momentum"] = args.momentum
+    if args.clip_gradient:
+        optimizer_params["clip_gradient"] = args.clip_gradient
+    if args.lr_step_epochs:
+        optimizer_params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(
+            step=[e * data_train.num_batches for e in args.lr_step_epochs], factor=args.lr_factor,
+            base_lr=args.learning_rate)
+
+    # A KVStore object of our own, so that its optimizer state can be saved and, on --resume, loaded
+    # right after FeedForward gives it the optimizer.
+    kv = mx.kv.create("local")
+    if states_file:
+        give_optimizer = kv.set_optimizer
+
+        def set_optimizer_and_load_states(optimizer):
+            give_optimizer(optimizer)
+            kv.load_optimizer_states(states_file)
+        kv.set_optimizer = set_optimizer_and_load_states
+
+    metric = CharPerplexity()
     saved_symbol = lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label, args.num_hidden,
                                args.num_embed, num_label, args.dropout)
+    run = Run(args, kv, metric, saved_symbol, data_train.num_batches, data_val is not None)
     with warnings.catch_warnings():
         # FeedForward is deprecated in MXNet 1.x in favour of Module; we keep the tutorial's API.
         warnings.simplefilter("ignore", DeprecationWarning)
         model = mx.model.FeedForward(
-            ctx=contexts, symbol=sym_gen, num_epoch=args.num_epoch, learning_rate=args.learning_rate,
-            momentum=args.momentum, wd=args.wd, initializer=initializer, arg_params=arg_params)
-    metric = CharPerplexity()
-    model.fit(X=data_train, eval_metric=metric,
-              batch_end_callback=mx.callback.Speedometer(args.batch_size, args.log_every),
-              epoch_end_callback=epoch_end_checkpoint(
-                  args.prefix, metric, saved_symbol,
-                  lambda params: tutorial_params(params, args.num_lstm_layer, args.num_hidden, args.num_embed)))
+            ctx=contexts, symbol=sym_gen, num_epoch=args.num_epoch, optimizer=args.optimizer,
+            initializer=initializer, arg_params=arg_params, aux_params=aux_params, begin_epoch=begin_epoch,
+            **optimizer_params)
+    previous = {sig: signal.signal(sig, run.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model.fit(X=data_train, eval_data=data_val, eval_metric=metric, kvstore=kv,
+                  batch_end_callback=[ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches),
+                                      run.batch_end],
+                  epoch_end_callback=run.epoch_end, eval_end_callback=run.eval_end)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return model
+
+
+def plot_curves(prefix):
+    """Draws <prefix>-metrics.csv to <prefix>-curves.png."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise checkpoint.CheckpointError("--plot needs matplotlib (pip install matplotlib)")
+    path = "%s-metrics.csv" % prefix
+    if not os.path.exists(path):
+        raise checkpoint.CheckpointError("no %s to plot; train first" % path)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for column, label in (("train_bits_per_char", "training"), ("val_bits_per_char", "validation")):
+        points = [(int(r["epoch"]), float(r[column])) for r in rows if r[column]]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("bits per character")
+    ax.legend()
+    out = "%s-curves.png" % prefix
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    return out
 
 
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
+        if args.plot:
+            logging.info("Wrote %s", plot_curves(args.prefix))
+            return 0
         gpus = device.parse_gpu_list(args.gpus) if args.gpus else None
         contexts, why = device.choose_contexts(gpus=gpus, cpu=args.cpu)
         logging.info("Device: %s", why)
@@ -189,6 +466,9 @@ def main(argv=None):
     except (bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
         print("train_obama.py: error: %s" % err, file=sys.stderr)
         return 2
+    except TrainingStopped as stop:
+        print("train_obama.py: %s" % stop, file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

@@ -131,3 +131,24 @@ def test_non_utf8_corpus_names_the_byte_offset(tmp_path):
     path.write_bytes(b"abc\ncaf\xe9\n")
     with pytest.raises(CorpusError, match="byte offset 7"):
         bucket_io.build_vocab(str(path))
+
+
+def test_resume_at_reproduces_an_epoch_from_any_batch(text_file):
+    vocab = bucket_io.build_vocab(text_file)
+    states = [("l0_init_c", (1, 3)), ("l0_init_h", (1, 3))]
+
+    def rows(it):
+        return [tuple(b.data[0].asnumpy()[0]) for b in it]
+
+    straight = BucketSentenceIter(text_file, vocab, [8], 1, states, seed=3)
+    epochs = []
+    for _ in range(3):  # FeedForward resets before each epoch
+        straight.reset()
+        epochs.append(rows(straight))
+    resumed = BucketSentenceIter(text_file, vocab, [8], 1, states, seed=3)
+    resumed.resume_at(2, batch=2)
+    resumed.reset()
+    assert rows(resumed) == epochs[2][2:]
+    resumed.reset()  # the epoch after it starts from its beginning
+    straight.reset()
+    assert rows(resumed) == rows(straight)

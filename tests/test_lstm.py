@@ -147,8 +147,8 @@ def test_fused_training_graph_matches_the_unrolled_one():
     fused_params = {k: v for k, v in params.items() if not k.startswith("l")}
     fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
     fused = bind(fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), fused_params,
-                 dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(LAYERS, BATCH, HIDDEN),
-                      lstm_init_c=(LAYERS, BATCH, HIDDEN)), train_params=True)
+                 dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
+                      lstm_init_c=(BATCH, LAYERS, HIDDEN)), train_params=True)
     for executor in (unrolled, fused):
         executor.arg_dict["data"][:] = data
         executor.arg_dict["softmax_label"][:] = label

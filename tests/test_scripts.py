@@ -40,7 +40,7 @@ def trained(small_corpus, tmp_path_factory):
 
 def test_training_writes_a_checkpoint_in_the_tutorial_format(trained):
     prefix, result = trained
-    assert "bucket of len 129 : 300 samples" in result.stderr
+    assert "bucket of len 129 : 285 samples" in result.stderr  # 15 of 300 lines held out
     assert re.search(r"Epoch\[0\] Batch \[0-5\]\tSpeed: [\d.]+ samples/sec\tperplexity=[\d.]+\tbits-per-char=", result.stderr)
     assert "Device: using the CPU" in result.stderr
     assert 'Saved checkpoint to "%s-0001.params"' % prefix in result.stderr

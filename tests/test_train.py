@@ -1,0 +1,211 @@
+"""train_obama.py's training options: validation, metrics, best and kept checkpoints, optimizers,
+resuming (also after a signal), divergence, other corpora."""
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import checkpoint
+import train_obama
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--batch-size", "8", "--log-every", "10"]
+
+
+def train(*argv):
+    return train_obama.main(TINY + list(argv))
+
+
+def params(prefix, epoch):
+    arg_params, _ = checkpoint.load_params(prefix, epoch)
+    return {k: v.asnumpy() for k, v in arg_params.items()}
+
+
+def assert_same(a, b, tol=1e-6):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=tol, rtol=0, err_msg=name)
+
+
+def read_metrics(prefix):
+    with open(prefix + "-metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_gives_the_same_parameters_as_one_run(small_corpus, tmp_path, optimizer):
+    common = ["--data", small_corpus, "--dropout", "0", "--optimizer", optimizer, "--learning-rate", "0.01"]
+    if optimizer == "sgd":
+        common += ["--momentum", "0.9", "--lr-step-epochs", "1", "--lr-factor", "0.5"]
+    one, two = str(tmp_path / "one" / "m"), str(tmp_path / "two" / "m")
+    assert train(*common, "--prefix", one, "--num-epoch", "2") == 0
+    assert train(*common, "--prefix", two, "--num-epoch", "1") == 0
+    assert train(*common, "--prefix", two, "--num-epoch", "2", "--resume") == 0
+    assert_same(params(one, 2), params(two, 2))
+    assert np.abs(params(two, 2)["cls_weight"] - params(two, 1)["cls_weight"]).max() > 1e-3
+    rates = [float(r["learning_rate"]) for r in read_metrics(two)]
+    assert rates == ([0.01, 0.005] if optimizer == "sgd" else [0.01, 0.01])
+    # nothing left to do
+    assert train(*common, "--prefix", two, "--num-epoch", "2", "--resume") == 0
+    assert checkpoint.epochs(two) == [1, 2]
+
+
+def test_validation_metrics_best_and_keep(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    with caplog.at_level("INFO"):
+        assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3", "--keep", "2",
+                     "--optimizer", "adam", "--learning-rate", "0.01", "--clip-gradient", "5") == 0
+    # 300 lines: the last 15 are held out
+    assert "bucket of len 129 : 285 samples" in caplog.text and "bucket of len 129 : 15 samples" in caplog.text
+    assert len(re.findall(r"Validation-perplexity=[\d.]+ Validation-bits-per-char=[\d.]+", caplog.text)) == 3
+    assert re.search(r"Epoch\[0\] 10/35 batches \(29%\), about \d\d:\d\d:\d\d left", caplog.text)
+    rows = read_metrics(prefix)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert set(rows[0]) == set(train_obama.METRICS_FIELDS)
+    for r in rows:
+        assert float(r["val_bits_per_char"]) == pytest.approx(np.log2(float(r["val_perplexity"])))
+        assert float(r["samples_per_sec"]) > 0 and float(r["learning_rate"]) == 0.01
+    assert checkpoint.epochs(prefix) == [2, 3]
+    best_epoch = 1 + min(range(3), key=lambda i: float(rows[i]["val_perplexity"]))
+    best = mx.nd.load(prefix + "-best.params")
+    if best_epoch in (2, 3):
+        assert_same({k[4:]: v.asnumpy() for k, v in best.items()}, params(prefix, best_epoch), tol=0)
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+def test_val_frac_zero_is_the_tutorial(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    with caplog.at_level("INFO"):
+        assert train("--data", small_corpus, "--prefix", prefix, "--val-frac", "0") == 0
+    assert "bucket of len 129 : 300 samples" in caplog.text and "Validation" not in caplog.text
+    assert read_metrics(prefix)[0]["val_perplexity"] == ""
+    assert not os.path.exists(prefix + "-best.params")
+
+
+def test_anneal_when_validation_stops_improving(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    with caplog.at_level("INFO"):  # a rate this high makes the validation loss go up at once
+        assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3", "--learning-rate", "3",
+                     "--lr-anneal", "0.25", "--clip-gradient", "1") == 0
+    rates = [float(r["learning_rate"]) for r in read_metrics(prefix)]
+    vals = [float(r["val_perplexity"]) for r in read_metrics(prefix)]
+    for i in range(1, 3):
+        improved = vals[i] < min(vals[:i])
+        expected_next = rates[i] if improved else rates[i] * 0.25
+        if i + 1 < 3:
+            assert rates[i + 1] == pytest.approx(expected_next)
+    assert "did not improve" in caplog.text or vals == sorted(vals, reverse=True)
+
+
+def test_divergence_stops_with_a_clear_message(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix, "--learning-rate", "1e30", "--momentum", "0.9") == 1
+    assert "became NaN or infinite at epoch 1, batch" in capsys.readouterr().err
+    assert checkpoint.epochs(prefix) == []
+
+
+def run_script(*argv, **kwargs):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "train_obama.py")] + TINY + list(argv),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, **kwargs)
+
+
+def wait_for(proc, pattern, timeout=120):
+    """Reads the process's log until a line matches; returns all lines read."""
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    proc.kill()
+    raise AssertionError("no line matched %r:\n%s" % (pattern, "".join(lines)))
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus, tmp_path):
+    common = ["--data", small_corpus, "--dropout", "0", "--momentum", "0.9", "--num-epoch", "2", "--log-every", "5"]
+    whole, stopped = str(tmp_path / "whole" / "m"), str(tmp_path / "stopped" / "m")
+    assert run_script(*common, "--prefix", whole).wait(timeout=300) == 0
+
+    proc = run_script(*common, "--prefix", stopped)
+    wait_for(proc, r"Epoch\[1\] Batch \[0-5\]")
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by signal 15 in epoch 2 after batch" in out and "--resume" in out
+    assert "Traceback" not in out
+    assert checkpoint.load_progress(stopped)["epoch"] == 1
+
+    resumed = run_script(*common, "--prefix", stopped, "--resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    assert re.search(r"Resuming at epoch 2, after batch \d+", out)
+    assert_same(params(whole, 2), params(stopped, 2))
+    assert checkpoint.load_progress(stopped) is None
+
+
+def test_kill_9_leaves_earlier_checkpoints_loadable(small_corpus, tmp_path):
+    prefix = str(tmp_path / "m")
+    proc = run_script("--data", small_corpus, "--prefix", prefix, "--num-epoch", "50")
+    wait_for(proc, r'Saved checkpoint to ".*-0002.params"')
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    for epoch in checkpoint.epochs(prefix):
+        arg_params, _ = checkpoint.load_params(prefix, epoch)
+        checkpoint.model_shape(arg_params)
+    assert len(checkpoint.epochs(prefix)) >= 2
+    assert checkpoint.load_vocab(prefix)
+
+
+def test_fused_backend_resumes_an_unrolled_checkpoint(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "1") == 0
+    with caplog.at_level("INFO"):
+        assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--resume",
+                     "--rnn-backend", "fused") == 0
+    assert "optimizer starts afresh" in caplog.text
+    assert set(params(prefix, 2)) == set(params(prefix, 1))
+    losses = [float(r["val_perplexity"]) for r in read_metrics(prefix)]
+    assert losses[1] < losses[0]
+
+
+def test_resume_mismatches_are_clear_errors(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix) == 0
+    assert train_obama.main(["--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2"]) == 2
+    assert "give the same --num-lstm-layer" in capsys.readouterr().err
+    other = tmp_path / "other.txt"
+    other.write_text("xyz\n" * 50, encoding="utf-8")
+    assert train("--data", str(other), "--prefix", prefix, "--resume", "--num-epoch", "2") == 2
+    assert "vocabulary" in capsys.readouterr().err
+    assert train("--data", small_corpus, "--prefix", str(tmp_path / "none"), "--resume") == 2
+
+
+def test_tinyshakespeare_stream_mode_with_its_own_vocabulary(tmp_path, caplog):
+    import bucket_io
+    source = os.path.join(bucket_io.DEFAULT_MIRROR, "tinyshakespeare.txt")
+    if not os.path.exists(source):
+        pytest.skip("tinyshakespeare.txt is not in the mirror")
+    corpus = tmp_path / "shakespeare.txt"
+    corpus.write_text(open(source, encoding="utf-8").read()[:40000], encoding="utf-8")
+    prefix = str(tmp_path / "m")
+    with caplog.at_level("INFO"):
+        assert train("--data", str(corpus), "--prefix", prefix, "--stream", "--seq-len", "100") == 0
+    # 40,000 characters in pieces of 100: 400 samples, 380 for training
+    assert "bucket of len 100 : 380 samples" in caplog.text
+    vocab = checkpoint.load_vocab(prefix)
+    assert vocab == bucket_io.build_vocab(str(corpus)) and len(vocab) + 1 == params(prefix, 1)["cls_bias"].size
+
+
+def test_plot_without_matplotlib_or_metrics_is_a_clear_error(tmp_path, capsys):
+    assert train_obama.main(["--plot", "--prefix", str(tmp_path / "m")]) == 2
+    assert "error:" in capsys.readouterr().err
