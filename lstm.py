@@ -21,6 +21,11 @@ def lstm(num_hidden, indata, prev_state, param, seqidx, layeridx, dropout=0.):
         indata = mx.sym.Dropout(data=indata, p=dropout)
     i2h = mx.sym.FullyConnected(data=indata, weight=param.i2h_weight, bias=param.i2h_bias,
                                 num_hidden=num_hidden * 4, name="t%d_l%d_i2h" % (seqidx, layeridx))
+    return _cell(num_hidden, i2h, prev_state, param, seqidx, layeridx)
+
+
+def _cell(num_hidden, i2h, prev_state, param, seqidx, layeridx):
+    """The rest of a step once the input's product `i2h` is known."""
     h2h = mx.sym.FullyConnected(data=prev_state.h, weight=param.h2h_weight, bias=param.h2h_bias,
                                 num_hidden=num_hidden * 4, name="t%d_l%d_h2h" % (seqidx, layeridx))
     gates = mx.sym.SliceChannel(i2h + h2h, num_outputs=4, name="t%d_l%d_slice" % (seqidx, layeridx))
@@ -70,15 +75,28 @@ def _stack_step(hidden, states, params, num_hidden, seqidx, dropout):
 def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.):
     """The training graph over `seq_len` steps: data and softmax_label are (batch, seq_len).
 
-    The predictions come out time-major, (seq_len * batch, num_label), and the label is
+    The same cells as the tutorial's, built layer by layer rather than step by step, so that each
+    layer's input-to-hidden product covers all steps in one FullyConnected. Everything is
+    time-major: the predictions come out (seq_len * batch, num_label), and the label is
     transposed to the same order before SoftmaxOutput.
     """
     params, states = _layer_params_and_states(num_lstm_layer)
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
-    wordvec = mx.sym.SliceChannel(data=embed, num_outputs=seq_len, squeeze_axis=1)
-
-    hidden_all = [_stack_step(wordvec[t], states, params, num_hidden, t, dropout) for t in range(seq_len)]
-    pred = _classify(mx.sym.Concat(*hidden_all, dim=0), num_label)
+    layer_input = mx.sym.transpose(embed, axes=(1, 0, 2))  # (seq_len, batch, num_embed)
+    for i, (param, state) in enumerate(zip(params, states)):
+        if dropout > 0. and i > 0:
+            layer_input = mx.sym.Dropout(data=layer_input, p=dropout)
+        i2h = mx.sym.FullyConnected(data=layer_input, weight=param.i2h_weight, bias=param.i2h_bias,
+                                    num_hidden=num_hidden * 4, flatten=False, name="l%d_i2h" % i)
+        i2h_steps = mx.sym.SliceChannel(i2h, num_outputs=seq_len, axis=0, squeeze_axis=True)
+        outputs = []
+        for t in range(seq_len):
+            state = _cell(num_hidden, i2h_steps[t], state, param, t, i)
+            outputs.append(state.h)
+        layer_input = mx.sym.stack(*outputs, axis=0)  # (seq_len, batch, num_hidden)
+    if dropout > 0.:
+        layer_input = mx.sym.Dropout(data=layer_input, p=dropout)
+    pred = _classify(mx.sym.reshape(layer_input, shape=(-1, num_hidden)), num_label)
 
     label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
     return mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
