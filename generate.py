@@ -20,6 +20,7 @@ import device  # noqa: E402
 import bucket_io  # noqa: E402
 import checkpoint  # noqa: E402
 from rnn_model import load_inference_model  # noqa: E402
+from train_obama import positive_int  # noqa: E402
 
 PAD = 0  # the id the iterator pads with; the model may emit it at the end of a line
 
@@ -168,13 +169,6 @@ def load_vocab_for(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
         logging.info("No %s-vocab.json; building the vocabulary from %s", prefix, corpus)
         vocab = bucket_io.build_vocab(corpus)
     return vocab
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, got %s" % text)
-    return value
 
 
 def parse_args(argv=None):
