@@ -26,5 +26,5 @@ corpus = bucket_io.find_corpus(sys.argv[1] or None)
 lines = open(corpus, encoding="utf-8").read().split("\n")[:640]   # 20 batches of 32
 open(sys.argv[2], "w", encoding="utf-8").write("\n".join(lines) + "\n")
 PY
-"$venv/bin/python" train_obama.py --data "$work/slice.txt" --prefix "$work/ck/obama" --log-every 5
+"$venv/bin/python" train_obama.py --data "$work/slice.txt" --prefix "$work/ck/obama" --log-every 5 --val-frac 0
 echo "gpu_check: done"
