@@ -1,4 +1,5 @@
 """Corpus reading, the character vocabulary, and the bucketing data iterator."""
+import bisect
 import hashlib
 import logging
 import os
@@ -133,6 +134,15 @@ def split_sentences(content, seperate_char, max_len, split_long_lines=False):
     return sentences
 
 
+def count_batches(sentences, buckets, batch_size):
+    """How many full batches BucketSentenceIter makes of these sentences."""
+    sizes = sorted(buckets)
+    counts = [0] * len(sizes)
+    for sentence in sentences:
+        counts[bisect.bisect_left(sizes, len(sentence))] += 1
+    return sum(count // batch_size for count in counts)
+
+
 _default_text2id, _default_read_content = text2id, read_content
 
 
@@ -142,12 +152,13 @@ class BucketSentenceIter(mx.io.DataIter):
     Each sentence goes to the smallest bucket that holds it, right-padded with 0; the label is
     the data shifted left by one with 0 at the end. The zero initial LSTM states are fed as data.
     Batch order is shuffled each epoch from `seed` and the epoch number alone, so that a resumed
-    run sees the same order. `sentences` (a list of strings) replaces reading `path`.
+    run sees the same order (`shuffle=False` keeps the sentences' order). `sentences` (a list of
+    strings) replaces reading `path`; `max_batches` caps the batches of an epoch.
     """
 
     def __init__(self, path, vocab, buckets, batch_size, init_states, data_name="data",
                  label_name="softmax_label", seperate_char="\n", text2id=None, read_content=None,
-                 seed=0, split_long_lines=False, sentences=None):
+                 seed=0, split_long_lines=False, sentences=None, shuffle=True, max_batches=None):
         super().__init__(batch_size)
         text2id = text2id or _default_text2id
         read_content = read_content or _default_read_content
@@ -176,14 +187,15 @@ class BucketSentenceIter(mx.io.DataIter):
         logging.info("Summary of dataset ==================")
         for size, array in zip(self.buckets, self.data):
             logging.info("bucket of len %3d : %d samples", size, len(array))
-        self.seed = seed
+        self.seed, self.shuffle, self.max_batches = seed, shuffle, max_batches
         self.orders_drawn = 0  # the constructor's reset draws order 0; FeedForward's first reset, 1
         self.skip_batches = 0
         self.reset()
 
     @property
     def num_batches(self):
-        return sum(len(array) // self.batch_size for array in self.data)
+        full = sum(len(array) // self.batch_size for array in self.data)
+        return full if self.max_batches is None else min(full, self.max_batches)
 
     def resume_at(self, epoch, batch=0):
         """Makes the next reset start epoch `epoch` (0-based, as FeedForward counts) at batch `batch`."""
@@ -195,8 +207,13 @@ class BucketSentenceIter(mx.io.DataIter):
         rng = np.random.RandomState([self.seed, self.orders_drawn])
         self.orders_drawn += 1
         plan = [np.full(len(array) // self.batch_size, i, dtype=int) for i, array in enumerate(self.data)]
-        self.bucket_plan = rng.permutation(np.concatenate(plan)) if plan else np.zeros(0, int)
-        self.row_order = [rng.permutation(len(array)) for array in self.data]
+        plan = np.concatenate(plan) if plan else np.zeros(0, int)
+        if self.shuffle:
+            self.bucket_plan = rng.permutation(plan)[:self.num_batches]
+            self.row_order = [rng.permutation(len(array)) for array in self.data]
+        else:
+            self.bucket_plan = plan[:self.num_batches]
+            self.row_order = [np.arange(len(array)) for array in self.data]
         self.bucket_cursor = [0] * len(self.data)
         self.batch_cursor = 0
         for _ in range(self.skip_batches):

@@ -130,6 +130,13 @@ def parse_args(argv=None):
                    help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
                         "(oneDNN on the CPU, cuDNN on a GPU), about twice as fast. Checkpoints are the same")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, dropout and batch order")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="shuffle the batch order each epoch (default); --no-shuffle keeps the corpus order")
+    p.add_argument("--kv-store", choices=["local", "device", "dist_sync", "dist_async"], default="local",
+                   help="MXNet's key-value store; dist_* train on its parameter server (see README)")
+    p.add_argument("--launch-local", type=positive_int, metavar="N",
+                   help="start a scheduler, --num-servers servers and N workers on this machine and train with them")
+    p.add_argument("--num-servers", type=positive_int, default=1, help="with --launch-local")
     p.add_argument("--log-every", type=positive_int, default=20, help="batches between progress lines")
     p.add_argument("--plot", action="store_true", help="only draw <prefix>-metrics.csv to <prefix>-curves.png")
     where = p.add_mutually_exclusive_group()
@@ -146,6 +153,8 @@ def parse_args(argv=None):
         p.error("--seed must not be negative")
     if args.lr_anneal is not None and not 0 < args.lr_anneal < 1:
         p.error("--lr-anneal must be in (0, 1), got %s" % args.lr_anneal)
+    if args.launch_local and not args.kv_store.startswith("dist"):
+        args.kv_store = "dist_sync"
     if args.lr_anneal is not None and args.lr_step_epochs:
         p.error("--lr-anneal and --lr-step-epochs are two different schedules: choose one")
     return args
@@ -213,6 +222,8 @@ class Run:
 
     def __init__(self, args, kv, metric, symbol, batches_per_epoch, has_validation):
         self.args, self.kv, self.metric, self.symbol = args, kv, metric, symbol
+        self.writes = kv.rank == 0  # in distributed training only the first worker writes files
+        self.given_optimizer = None
         self.batches_per_epoch = batches_per_epoch
         self.has_validation = has_validation
         self.stop_signal = None
@@ -230,7 +241,15 @@ class Run:
 
     @property
     def optimizer(self):
-        return self.kv._updater.optimizer  # the KVStore's updater holds the optimizer in use
+        # a local KVStore's updater holds the optimizer in use (a loaded state replaces it);
+        # a distributed one keeps it on the servers, and the workers have the copy they sent
+        updater = getattr(self.kv, "_updater", None)
+        return updater.optimizer if updater is not None else self.given_optimizer
+
+    def save_optimizer_states(self, prefix, epoch):
+        if getattr(self.kv, "_updater", None) is not None:
+            checkpoint.atomic_write(states_path(prefix, epoch, self.args.rnn_backend),
+                                    lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
 
     def to_tutorial(self, arg_params):
         a = self.args
@@ -238,8 +257,7 @@ class Run:
 
     def save(self, epoch, arg_params, aux_params):
         checkpoint.save_checkpoint(self.args.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
-        checkpoint.atomic_write(states_path(self.args.prefix, epoch, self.args.rnn_backend),
-                           lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
+        self.save_optimizer_states(self.args.prefix, epoch)
 
     def on_signal(self, signum, _frame):
         if self.stop_signal is not None:  # a second Ctrl-C: stop at once
@@ -252,25 +270,28 @@ class Run:
             raise TrainingStopped("the loss became NaN or infinite at epoch %d, batch %d; the last good checkpoint "
                                   "stays (try a lower --learning-rate or --clip-gradient)"
                                   % (param.epoch + 1, param.nbatch), 1)
-        if self.stop_signal is not None:
+        if self.stop_signal is not None and self.writes:
             manager = param.locals["executor_manager"]
             arg_params, aux_params = param.locals["arg_params"], param.locals["aux_params"]
             manager.copy_to(arg_params, aux_params)
             partial = "%s-partial" % self.args.prefix
             checkpoint.save_checkpoint(partial, param.epoch, None, self.to_tutorial(arg_params), aux_params)
-            checkpoint.atomic_write(states_path(partial, param.epoch, self.args.rnn_backend),
-                               lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
+            self.save_optimizer_states(partial, param.epoch)
             checkpoint.save_progress(self.args.prefix, param.epoch, param.nbatch)
             raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
                                   "written: carry on with the same command and --resume"
                                   % (self.stop_signal, param.epoch + 1, param.nbatch), 128 + self.stop_signal)
+        if self.stop_signal is not None:
+            raise TrainingStopped("stopped by signal %d; the first worker writes the checkpoint" % self.stop_signal,
+                                  128 + self.stop_signal)
 
     def epoch_end(self, epoch, _symbol, arg_params, aux_params):
         names, values = self.metric.get_global()
         logging.info("Epoch[%d] Train-%s=%f Train-%s=%f", epoch, names[0], values[0], names[1], values[1])
-        self.save(epoch + 1, arg_params, aux_params)
-        checkpoint.clear_progress(self.args.prefix)
-        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.args.prefix, epoch + 1))
+        if self.writes:
+            self.save(epoch + 1, arg_params, aux_params)
+            checkpoint.clear_progress(self.args.prefix)
+            logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.args.prefix, epoch + 1))
         seconds = time.time() - self.epoch_tic
         self.row = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
                         val_perplexity="", val_bits_per_char="", learning_rate=self.optimizer.learning_rate,
@@ -283,7 +304,7 @@ class Run:
         logging.info("Epoch[%d] Validation-%s=%f Validation-%s=%f", param.epoch, names[0], values[0], names[1], values[1])
         self.row.update(val_perplexity=values[0], val_bits_per_char=values[1])
         loss = math.log(values[0])
-        if loss < self.best_loss:
+        if loss < self.best_loss and self.writes:
             self.best_loss = loss
             best = "%s-best.params" % self.args.prefix
             checkpoint.atomic_write(best, lambda tmp: shutil.copyfile(checkpoint.params_path(self.args.prefix, param.epoch + 1), tmp))
@@ -295,6 +316,9 @@ class Run:
         self.end_epoch()
 
     def end_epoch(self):
+        self.epoch_tic = time.time()
+        if not self.writes:
+            return
         path = "%s-metrics.csv" % self.args.prefix
         new = not os.path.exists(path)
         with open(path, "a", newline="") as f:
@@ -308,7 +332,6 @@ class Run:
                              states_path(self.args.prefix, old, "unrolled"), states_path(self.args.prefix, old, "fused")):
                     if os.path.exists(path):
                         os.remove(path)
-        self.epoch_tic = time.time()
 
 
 def resume_point(args):
@@ -346,9 +369,21 @@ def train(args, contexts):
                                          "resume with the corpus it was trained on" % (len(saved_vocab), len(vocab)))
     buckets = sorted(args.buckets or [args.seq_len])
     train_sentences, val_sentences = load_sentences(corpus, args, buckets[-1])
+    kv = mx.kv.create(args.kv_store)
+    max_batches = None
+    if kv.num_workers > 1:
+        # each worker trains on its own share; a synchronous store needs the same number of batches from each
+        per_worker = len(train_sentences) // kv.num_workers
+        shares = [train_sentences[r * per_worker:(r + 1) * per_worker] for r in range(kv.num_workers)]
+        max_batches = min(bucket_io.count_batches(share, buckets, args.batch_size) for share in shares)
+        train_sentences = shares[kv.rank]
+        logging.info("Worker %d of %d (%s): %d sentences, %d batches of %d an epoch, %d samples a step together",
+                     kv.rank, kv.num_workers, args.kv_store, len(train_sentences), max_batches, args.batch_size,
+                     args.batch_size * kv.num_workers)
     states = init_states(args.num_lstm_layer, args.batch_size, args.num_hidden, args.rnn_backend)
     data_train = bucket_io.BucketSentenceIter(corpus, vocab, buckets, args.batch_size, states, seed=args.seed,
-                                              sentences=train_sentences)
+                                              sentences=train_sentences, shuffle=args.shuffle,
+                                              max_batches=max_batches)
     if data_train.num_batches == 0:
         raise bucket_io.CorpusError("%s has fewer sentences than one batch (%d) in any bucket" % (corpus, args.batch_size))
     data_val = None
@@ -380,7 +415,8 @@ def train(args, contexts):
     if begin_epoch >= args.num_epoch:
         logging.info("Already trained for %d epochs (--num-epoch %d): nothing to do", begin_epoch, args.num_epoch)
         return None
-    checkpoint.save_vocab(args.prefix, vocab)
+    if kv.rank == 0:
+        checkpoint.save_vocab(args.prefix, vocab)
 
     optimizer_params = dict(learning_rate=args.learning_rate, wd=args.wd)
     if args.optimizer == "sgd":
@@ -392,21 +428,21 @@ def train(args, contexts):
             step=[e * data_train.num_batches for e in args.lr_step_epochs], factor=args.lr_factor,
             base_lr=args.learning_rate)
 
-    # A KVStore object of our own, so that its optimizer state can be saved and, on --resume, loaded
-    # right after FeedForward gives it the optimizer.
-    kv = mx.kv.create("local")
-    if states_file:
-        give_optimizer = kv.set_optimizer
-
-        def set_optimizer_and_load_states(optimizer):
-            give_optimizer(optimizer)
-            kv.load_optimizer_states(states_file)
-        kv.set_optimizer = set_optimizer_and_load_states
-
     metric = CharPerplexity()
     saved_symbol = lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label, args.num_hidden,
                                args.num_embed, num_label, args.dropout)
     run = Run(args, kv, metric, saved_symbol, data_train.num_batches, data_val is not None)
+
+    # The KVStore is our own object, so that its optimizer state can be saved and, on --resume,
+    # loaded right after FeedForward gives it the optimizer.
+    give_optimizer = kv.set_optimizer
+
+    def set_optimizer(optimizer):
+        give_optimizer(optimizer)
+        run.given_optimizer = optimizer
+        if states_file and getattr(kv, "_updater", None) is not None:
+            kv.load_optimizer_states(states_file)
+    kv.set_optimizer = set_optimizer
     with warnings.catch_warnings():
         # FeedForward is deprecated in MXNet 1.x in favour of Module; we keep the tutorial's API.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -452,6 +488,19 @@ def plot_curves(prefix):
     return out
 
 
+def strip_launch_flags(argv):
+    """The training flags without --launch-local N and --num-servers S (in either spelling)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--launch-local", "--num-servers", "--kv-store"):
+            skip = True
+        elif not arg.startswith(("--launch-local=", "--num-servers=", "--kv-store=")):
+            out.append(arg)
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -459,6 +508,12 @@ def main(argv=None):
         if args.plot:
             logging.info("Wrote %s", plot_curves(args.prefix))
             return 0
+        if args.launch_local:
+            import dist_launch
+            argv = list(sys.argv[1:] if argv is None else argv)
+            worker = [sys.executable, os.path.abspath(__file__)] + strip_launch_flags(argv)
+            worker += ["--kv-store", args.kv_store]
+            return dist_launch.launch_local(worker, args.launch_local, args.num_servers)
         gpus = device.parse_gpu_list(args.gpus) if args.gpus else None
         contexts, why = device.choose_contexts(gpus=gpus, cpu=args.cpu)
         logging.info("Device: %s", why)
