@@ -52,7 +52,7 @@ def launch_local(worker_command, num_workers, num_servers, timeout=None):
             if any(p.poll() not in (None, 0) for p in workers):
                 break  # one worker failed: the others would wait for it for ever
             if deadline is not None and time.time() > deadline:
-                print("[launcher] timed out after %d s" % timeout, file=sys.stderr)
+                print("[launcher] timed out after %d s: stopping everything" % timeout, flush=True)
                 break
             time.sleep(0.2)
         statuses = [p.poll() for p in workers]

@@ -137,6 +137,7 @@ def parse_args(argv=None):
     p.add_argument("--launch-local", type=positive_int, metavar="N",
                    help="start a scheduler, --num-servers servers and N workers on this machine and train with them")
     p.add_argument("--num-servers", type=positive_int, default=1, help="with --launch-local")
+    p.add_argument("--launch-timeout", type=positive_int, help="with --launch-local: stop everything after S seconds")
     p.add_argument("--log-every", type=positive_int, default=20, help="batches between progress lines")
     p.add_argument("--plot", action="store_true", help="only draw <prefix>-metrics.csv to <prefix>-curves.png")
     where = p.add_mutually_exclusive_group()
@@ -377,9 +378,10 @@ def train(args, contexts):
         shares = [train_sentences[r * per_worker:(r + 1) * per_worker] for r in range(kv.num_workers)]
         max_batches = min(bucket_io.count_batches(share, buckets, args.batch_size) for share in shares)
         train_sentences = shares[kv.rank]
-        logging.info("Worker %d of %d (%s): %d sentences, %d batches of %d an epoch, %d samples a step together",
-                     kv.rank, kv.num_workers, args.kv_store, len(train_sentences), max_batches, args.batch_size,
-                     args.batch_size * kv.num_workers)
+        logging.info("Worker %d of %d (%s): %d sentences, %d batches of %d an epoch; %s", kv.rank, kv.num_workers,
+                     args.kv_store, len(train_sentences), max_batches, args.batch_size,
+                     "each step sums %d samples" % (args.batch_size * kv.num_workers) if args.kv_store == "dist_sync"
+                     else "the servers apply each worker's gradients as they come")
     states = init_states(args.num_lstm_layer, args.batch_size, args.num_hidden, args.rnn_backend)
     data_train = bucket_io.BucketSentenceIter(corpus, vocab, buckets, args.batch_size, states, seed=args.seed,
                                               sentences=train_sentences, shuffle=args.shuffle,
@@ -488,15 +490,18 @@ def plot_curves(prefix):
     return out
 
 
+LAUNCH_FLAGS = ("--launch-local", "--num-servers", "--launch-timeout", "--kv-store")
+
+
 def strip_launch_flags(argv):
     """The training flags without --launch-local N and --num-servers S (in either spelling)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--launch-local", "--num-servers", "--kv-store"):
+        elif arg in LAUNCH_FLAGS:
             skip = True
-        elif not arg.startswith(("--launch-local=", "--num-servers=", "--kv-store=")):
+        elif not arg.startswith(tuple(flag + "=" for flag in LAUNCH_FLAGS)):
             out.append(arg)
     return out
 
@@ -513,7 +518,7 @@ def main(argv=None):
             argv = list(sys.argv[1:] if argv is None else argv)
             worker = [sys.executable, os.path.abspath(__file__)] + strip_launch_flags(argv)
             worker += ["--kv-store", args.kv_store]
-            return dist_launch.launch_local(worker, args.launch_local, args.num_servers)
+            return dist_launch.launch_local(worker, args.launch_local, args.num_servers, args.launch_timeout)
         gpus = device.parse_gpu_list(args.gpus) if args.gpus else None
         contexts, why = device.choose_contexts(gpus=gpus, cpu=args.cpu)
         logging.info("Device: %s", why)

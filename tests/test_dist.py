@@ -27,7 +27,8 @@ def test_two_workers_match_one_worker_on_both_shares(small_corpus, tmp_path):
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     prefix = str(tmp_path / "dist" / "m")
-    dist = train("--launch-local", "2", "--num-servers", "1", "--kv-store", "dist_sync", "--data", str(corpus),
+    dist = train("--launch-local", "2", "--num-servers", "1", "--launch-timeout", "240", "--kv-store", "dist_sync",
+                 "--data", str(corpus),
                  "--prefix", prefix, "--batch-size", str(B), "--num-epoch", "2")
     assert dist.returncode == 0, dist.stdout[-3000:]
     assert "[worker 0]" in dist.stdout and "[worker 1]" in dist.stdout
@@ -70,9 +71,26 @@ def test_two_workers_match_one_worker_on_both_shares(small_corpus, tmp_path):
     assert max(np.abs(control[k].asnumpy() - dist_params[k].asnumpy()).max() for k in control) > 1e-2
 
 def test_a_failing_worker_stops_them_all(tmp_path):
-    result = train("--launch-local", "2", "--data", str(tmp_path / "missing.txt"), "--prefix", str(tmp_path / "m"),
-                   timeout=120)
+    result = train("--launch-local", "2", "--launch-timeout", "100", "--data", str(tmp_path / "missing.txt"),
+                   "--prefix", str(tmp_path / "m"), timeout=120)
     assert result.returncode == 2
     assert "corpus file not found" in result.stdout
     leftover = subprocess.run(["pgrep", "-f", "DMLC_ROLE|import mxnet"], capture_output=True, text=True).stdout
     assert leftover.strip() == ""
+
+
+def test_strip_launch_flags():
+    import train_obama
+    argv = ["--launch-local", "2", "--num-servers=1", "--data", "x.txt", "--kv-store", "dist_async",
+            "--launch-timeout", "9", "--seed", "3"]
+    assert train_obama.strip_launch_flags(argv) == ["--data", "x.txt", "--seed", "3"]
+
+
+def test_timeout_stops_every_process(tmp_path):
+    import dist_launch
+    marker = tmp_path / "started"
+    sleeper = [sys.executable, "-c", "import pathlib, time; pathlib.Path(%r).touch(); time.sleep(600)" % str(marker)]
+    status = dist_launch.launch_local(sleeper, 2, 1, timeout=5)
+    assert status != 0 and marker.exists()
+    leftover = subprocess.run(["pgrep", "-f", "time.sleep\\(600\\)|import mxnet"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
