@@ -160,3 +160,12 @@ def clear_progress(prefix):
     for path in glob.glob(glob.escape(prefix) + "-partial-*") + ["%s-progress.json" % prefix]:
         if os.path.exists(path):
             os.remove(path)
+
+
+def remove_run_files(prefix):
+    """Removes what a training run wrote under `prefix`, before another starts there afresh."""
+    for path in glob.glob(glob.escape(prefix) + "-*"):
+        name = path[len(prefix) + 1:]
+        if re.fullmatch(r"\d{4,}\.params|\d{4,}-\w+\.states|best\.params|metrics\.csv|curves\.png|progress\.json"
+                        r"|symbol\.json|vocab\.json|partial-.*", name):
+            os.remove(path)

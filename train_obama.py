@@ -126,6 +126,7 @@ def parse_args(argv=None):
                                                    "stops improving (0.25 divides it by 4, as word_language_model does)")
     p.add_argument("--keep", type=positive_int, help="keep only the newest N epoch checkpoints (default: all)")
     p.add_argument("--resume", action="store_true", help="carry on from the newest checkpoint under --prefix")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even where --prefix already has checkpoints")
     p.add_argument("--rnn-backend", choices=["unrolled", "fused"], default="unrolled",
                    help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
                         "(oneDNN on the CPU, cuDNN on a GPU), about twice as fast. Checkpoints are the same")
@@ -406,6 +407,12 @@ def train(args, contexts):
     mx.random.seed(args.seed)
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
     begin_epoch, arg_params, aux_params, states_file = 0, None, None, None
+    if not args.resume and checkpoint.epochs(args.prefix) and kv.rank == 0:
+        if not args.overwrite:
+            raise checkpoint.CheckpointError(
+                "%s already has checkpoints (epochs %s): add --resume to carry on, or --overwrite to start again"
+                % (args.prefix, ",".join(map(str, checkpoint.epochs(args.prefix)))))
+        checkpoint.remove_run_files(args.prefix)
     if args.resume:
         begin_epoch, batch, arg_params, aux_params, states_file = resume_point(args)
         logging.info("Resuming at epoch %d%s", begin_epoch + 1, ", after batch %d" % batch if batch else "")

@@ -209,3 +209,16 @@ def test_tinyshakespeare_stream_mode_with_its_own_vocabulary(tmp_path, caplog):
 def test_plot_without_matplotlib_or_metrics_is_a_clear_error(tmp_path, capsys):
     assert train_obama.main(["--plot", "--prefix", str(tmp_path / "m")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_fresh_run_never_overwrites_checkpoints_unasked(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2") == 0
+    before = open(checkpoint.params_path(prefix, 2), "rb").read()
+    assert train("--data", small_corpus, "--prefix", prefix) == 2
+    assert "already has checkpoints (epochs 1,2): add --resume" in capsys.readouterr().err
+    assert open(checkpoint.params_path(prefix, 2), "rb").read() == before
+    open(prefix + "-notes.txt", "w").write("mine")
+    assert train("--data", small_corpus, "--prefix", prefix, "--overwrite", "--seed", "1") == 0
+    assert checkpoint.epochs(prefix) == [1] and len(read_metrics(prefix)) == 1
+    assert os.path.exists(prefix + "-notes.txt")
