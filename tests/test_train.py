@@ -206,7 +206,7 @@ def test_tinyshakespeare_stream_mode_with_its_own_vocabulary(tmp_path, caplog):
     assert vocab == bucket_io.build_vocab(str(corpus)) and len(vocab) + 1 == params(prefix, 1)["cls_bias"].size
 
 
-def test_plot_without_matplotlib_or_metrics_is_a_clear_error(tmp_path, capsys):
+def test_plot_without_metrics_is_a_clear_error(tmp_path, capsys):
     assert train_obama.main(["--plot", "--prefix", str(tmp_path / "m")]) == 2
     assert "error:" in capsys.readouterr().err
 
@@ -222,3 +222,12 @@ def test_a_fresh_run_never_overwrites_checkpoints_unasked(small_corpus, tmp_path
     assert train("--data", small_corpus, "--prefix", prefix, "--overwrite", "--seed", "1") == 0
     assert checkpoint.epochs(prefix) == [1] and len(read_metrics(prefix)) == 1
     assert os.path.exists(prefix + "-notes.txt")
+
+
+def test_plot_draws_the_learning_curves(small_corpus, tmp_path):
+    pytest.importorskip("matplotlib")
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2") == 0
+    assert train_obama.main(["--plot", "--prefix", prefix]) == 0
+    with open(prefix + "-curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
