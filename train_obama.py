@@ -62,11 +62,12 @@ class CharPerplexity(mx.metric.Perplexity):
 
 
 class ProgressSpeedometer(mx.callback.Speedometer):
-    """mx.callback.Speedometer's line, followed by the epoch's progress and the time it has left."""
+    """mx.callback.Speedometer's line, followed by the epoch's progress and the time it has left.
+    `skipped(epoch)` is how many batches of that epoch a resumed run did before it stopped."""
 
-    def __init__(self, batch_size, frequent, batches_per_epoch):
+    def __init__(self, batch_size, frequent, batches_per_epoch, skipped=lambda epoch: 0):
         super().__init__(batch_size, frequent)
-        self.batches_per_epoch = batches_per_epoch
+        self.batches_per_epoch, self.skipped = batches_per_epoch, skipped
         self.epoch_tic = time.time()
 
     def __call__(self, param):
@@ -74,10 +75,11 @@ class ProgressSpeedometer(mx.callback.Speedometer):
             self.epoch_tic = time.time()
         super().__call__(param)
         if self.init and param.nbatch % self.frequent == 0:
-            done = param.nbatch / self.batches_per_epoch
-            left = (time.time() - self.epoch_tic) / param.nbatch * (self.batches_per_epoch - param.nbatch)
-            logging.info("Epoch[%d] %d/%d batches (%.0f%%), about %s left in the epoch", param.epoch, param.nbatch,
-                         self.batches_per_epoch, 100 * done, time.strftime("%H:%M:%S", time.gmtime(left)))
+            done = param.nbatch + self.skipped(param.epoch)
+            left = (time.time() - self.epoch_tic) / param.nbatch * (self.batches_per_epoch - done)
+            logging.info("Epoch[%d] %d/%d batches (%.0f%%), about %s left in the epoch", param.epoch, done,
+                         self.batches_per_epoch, 100 * done / self.batches_per_epoch,
+                         time.strftime("%H:%M:%S", time.gmtime(left)))
 
 
 def parse_int_list(text):
@@ -229,6 +231,7 @@ class Run:
         self.batches_per_epoch = batches_per_epoch
         self.has_validation = has_validation
         self.stop_signal = None
+        self.resumed_at = (None, 0)  # (epoch, batches done in it before a stop)
         self.epoch_tic = time.time()
         self.row = None
         self.best_loss = self._previous_best()
@@ -261,6 +264,9 @@ class Run:
         checkpoint.save_checkpoint(self.args.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
         self.save_optimizer_states(self.args.prefix, epoch)
 
+    def skipped(self, epoch):
+        return self.resumed_at[1] if epoch == self.resumed_at[0] else 0
+
     def on_signal(self, signum, _frame):
         if self.stop_signal is not None:  # a second Ctrl-C: stop at once
             raise KeyboardInterrupt
@@ -271,7 +277,7 @@ class Run:
         if self.metric.diverged:
             raise TrainingStopped("the loss became NaN or infinite at epoch %d, batch %d; the last good checkpoint "
                                   "stays (try a lower --learning-rate or --clip-gradient)"
-                                  % (param.epoch + 1, param.nbatch), 1)
+                                  % (param.epoch + 1, param.nbatch + self.skipped(param.epoch)), 1)
         if self.stop_signal is not None and self.writes:
             manager = param.locals["executor_manager"]
             arg_params, aux_params = param.locals["arg_params"], param.locals["aux_params"]
@@ -279,10 +285,11 @@ class Run:
             partial = "%s-partial" % self.args.prefix
             checkpoint.save_checkpoint(partial, param.epoch, None, self.to_tutorial(arg_params), aux_params)
             self.save_optimizer_states(partial, param.epoch)
-            checkpoint.save_progress(self.args.prefix, param.epoch, param.nbatch)
+            done = param.nbatch + self.skipped(param.epoch)
+            checkpoint.save_progress(self.args.prefix, param.epoch, done)
             raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
                                   "written: carry on with the same command and --resume"
-                                  % (self.stop_signal, param.epoch + 1, param.nbatch), 128 + self.stop_signal)
+                                  % (self.stop_signal, param.epoch + 1, done), 128 + self.stop_signal)
         if self.stop_signal is not None:
             raise TrainingStopped("stopped by signal %d; the first worker writes the checkpoint" % self.stop_signal,
                                   128 + self.stop_signal)
@@ -297,7 +304,8 @@ class Run:
         seconds = time.time() - self.epoch_tic
         self.row = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
                         val_perplexity="", val_bits_per_char="", learning_rate=self.optimizer.learning_rate,
-                        samples_per_sec=self.batches_per_epoch * self.args.batch_size / seconds, seconds=seconds)
+                        samples_per_sec=(self.batches_per_epoch - self.skipped(epoch)) * self.args.batch_size / seconds,
+                        seconds=seconds)
         if not self.has_validation:
             self.end_epoch()
 
@@ -406,7 +414,7 @@ def train(args, contexts):
     np.random.seed(args.seed)
     mx.random.seed(args.seed)
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
-    begin_epoch, arg_params, aux_params, states_file = 0, None, None, None
+    begin_epoch, batch, arg_params, aux_params, states_file = 0, 0, None, None, None
     if not args.resume and checkpoint.epochs(args.prefix) and kv.rank == 0:
         if not args.overwrite:
             raise checkpoint.CheckpointError(
@@ -441,6 +449,8 @@ def train(args, contexts):
     saved_symbol = lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label, args.num_hidden,
                                args.num_embed, num_label, args.dropout)
     run = Run(args, kv, metric, saved_symbol, data_train.num_batches, data_val is not None)
+    if args.resume:
+        run.resumed_at = (begin_epoch, batch)
 
     # The KVStore is our own object, so that its optimizer state can be saved and, on --resume,
     # loaded right after FeedForward gives it the optimizer.
@@ -462,7 +472,8 @@ def train(args, contexts):
     previous = {sig: signal.signal(sig, run.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         model.fit(X=data_train, eval_data=data_val, eval_metric=metric, kvstore=kv,
-                  batch_end_callback=[ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches),
+                  batch_end_callback=[ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches,
+                                                          run.skipped),
                                       run.batch_end],
                   epoch_end_callback=run.epoch_end, eval_end_callback=run.eval_end)
     finally:

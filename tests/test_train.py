@@ -144,6 +144,17 @@ def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus,
     assert "Traceback" not in out
     assert checkpoint.load_progress(stopped)["epoch"] == 1
 
+    first_stop = checkpoint.load_progress(stopped)["batch"]
+
+    # stopped a second time inside the same, resumed epoch: the count of batches done goes on
+    again = run_script(*common, "--prefix", stopped, "--resume")
+    lines = wait_for(again, r"Epoch\[1\] \d+/35 batches")
+    assert re.search(r"Epoch\[1\] %d/35 batches" % (first_stop + 5), lines[-1]), lines[-1]  # logs every 5
+    again.send_signal(signal.SIGINT)
+    out = again.communicate(timeout=120)[0]
+    assert again.returncode == 128 + signal.SIGINT, out
+    assert checkpoint.load_progress(stopped)["batch"] >= first_stop + 5
+
     resumed = run_script(*common, "--prefix", stopped, "--resume")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
