@@ -150,3 +150,11 @@ def test_generate_option_mistakes_are_one_clear_line(trained, tmp_path):
                           "cannot read the prime file")
     assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path / "no" / "dir.txt")),
                           "No such file or directory")
+
+
+def test_defaults_are_the_tutorials():
+    args = train_obama.parse_args([])
+    assert (args.seq_len, args.num_embed, args.num_lstm_layer, args.num_hidden, args.batch_size) == (129, 256, 3, 512, 32)
+    assert (args.dropout, args.num_epoch, args.learning_rate, args.momentum, args.wd) == (0.2, 1, 0.01, 0.0, 0.0001)
+    assert (args.optimizer, args.rnn_backend, args.kv_store, args.log_every) == ("sgd", "unrolled", "local", 20)
+    assert args.prefix.endswith(os.path.join("checkpoints", "obama"))
