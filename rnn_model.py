@@ -1,6 +1,4 @@
 """LSTMInferenceModel: a trained checkpoint's parameters, stepped one character at a time."""
-import numpy as np
-
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
 
