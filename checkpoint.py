@@ -36,7 +36,8 @@ def atomic_write(path, write):
 
 
 def params_path(prefix, epoch):
-    return "%s-%04d.params" % (prefix, epoch)
+    """`<prefix>-%04d.params`, or `<prefix>-best.params` for epoch "best"."""
+    return "%s-best.params" % prefix if epoch == "best" else "%s-%04d.params" % (prefix, epoch)
 
 
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):

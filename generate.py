@@ -171,13 +171,22 @@ def load_vocab_for(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
     return vocab
 
 
+def epoch_number(text):
+    if text == "best":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected an epoch number or "best", got %r' % text)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Generate text from a trained character-level LSTM.")
     p.add_argument("seed_text", metavar="SEED", nargs="?", help='the text to start from, such as "The United States"')
     p.add_argument("--prime-file", help="read the seed from this UTF-8 file instead (long or multi-line seeds)")
     p.add_argument("--skip-unknown", action="store_true", help="drop seed characters the vocabulary lacks, with a warning")
     p.add_argument("--prefix", default=checkpoint.DEFAULT_PREFIX, help="checkpoint prefix (default: checkpoints/obama)")
-    p.add_argument("--epoch", type=int, help="epoch to load (default: the newest)")
+    p.add_argument("--epoch", type=epoch_number, help='epoch to load, or "best" (default: the newest)')
     p.add_argument("--length", type=int, default=600, help="how many new characters (default 600)")
     p.add_argument("--sample", action="store_true", help="draw from the distribution instead of taking the most likely")
     p.add_argument("--temperature", type=float, default=1.0, help="with --sample: below 1 is more conservative")

@@ -78,6 +78,10 @@ def test_validation_metrics_best_and_keep(small_corpus, tmp_path, caplog):
     if best_epoch in (2, 3):
         assert_same({k[4:]: v.asnumpy() for k, v in best.items()}, params(prefix, best_epoch), tol=0)
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+    generated = subprocess.run([sys.executable, os.path.join(REPO, "generate.py"), "The", "--prefix", prefix,
+                                "--epoch", "best", "--length", "10"], capture_output=True, text=True, timeout=120)
+    assert generated.returncode == 0 and generated.stdout.startswith("The"), generated.stderr
+    assert "-best.params" in generated.stderr
 
 
 def test_val_frac_zero_is_the_tutorial(small_corpus, tmp_path, caplog):
