@@ -49,11 +49,15 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
     atomic_write(params_path(prefix, epoch), lambda tmp: mx.nd.save(tmp, save_dict))
 
 
-def save_vocab(prefix, vocab):
+def _save_json(path, value):
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(vocab, f, ensure_ascii=False, indent=0, sort_keys=True)
-    atomic_write("%s-vocab.json" % prefix, write)
+            json.dump(value, f, ensure_ascii=False, indent=0, sort_keys=True)
+    atomic_write(path, write)
+
+
+def save_vocab(prefix, vocab):
+    _save_json("%s-vocab.json" % prefix, vocab)
 
 
 def load_vocab(prefix):
@@ -138,10 +142,7 @@ def model_shape(arg_params):
 
 def save_progress(prefix, epoch, batch):
     """Notes where a stopped run was: `batch` batches into epoch `epoch` (0-based)."""
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump({"epoch": epoch, "batch": batch}, f)
-    atomic_write("%s-progress.json" % prefix, write)
+    _save_json("%s-progress.json" % prefix, {"epoch": epoch, "batch": batch})
 
 
 def load_progress(prefix):

@@ -72,7 +72,6 @@ class TorchStep:
         self.lstm = torch.nn.LSTM(EMBED, HIDDEN, LAYERS)
         self.cls = torch.nn.Linear(HIDDEN, LABELS)
         self.state = None
-        self.streams = streams
 
     def forward(self, ids):
         torch = self.torch
