@@ -177,21 +177,52 @@ def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, nu
     return mx.sym.Group([mx.sym.softmax(_classify(hidden, num_label)), rnn[1], rnn[2]])
 
 
+def _fused_sizes(num_lstm_layer, num_hidden, num_embed):
+    """The number of values of each layer's weights in the fused vector, and of its biases."""
+    weights = [4 * num_hidden * ((num_embed if i == 0 else num_hidden) + num_hidden) for i in range(num_lstm_layer)]
+    return weights, 8 * num_hidden
+
+
+def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed):
+    """Layer `layer`'s share of the fused vector, laid out as a one-layer mx.sym.RNN wants it."""
+    weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
+    weights_begin = sum(weights[:layer])
+    biases_begin = sum(weights) + biases * layer
+    return mx.sym.concat(
+        mx.sym.slice_axis(params, axis=0, begin=weights_begin, end=weights_begin + weights[layer]),
+        mx.sym.slice_axis(params, axis=0, begin=biases_begin, end=biases_begin + biases), dim=0)
+
+
 def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.):
-    """The training graph of `lstm_unroll` built on one fused mx.sym.RNN (oneDNN on the CPU, cuDNN
-    on a GPU): the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`,
-    see fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
+    """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
+    the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`, see
+    fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
     (batch, num_lstm_layer, num_hidden). Dropout falls where the tutorial puts it: on the input of
-    layers >= 1 (the RNN's own `p`) and on the top layer's output.
+    layers >= 1 and on the top layer's output.
+
+    Without dropout all layers are one RNN operator. With dropout each layer is its own RNN with
+    a Dropout between them, because MXNet 1.9.1's oneDNN RNN ignores the operator's own `p`.
     """
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
-    def layer_major(name):  # fed batch-major, so that FeedForward can split it across devices
-        return mx.sym.transpose(mx.sym.Variable(name), axes=(1, 0, 2))
-
-    rnn = mx.sym.RNN(data=mx.sym.transpose(embed, axes=(1, 0, 2)), parameters=mx.sym.Variable(FUSED_PARAMS),
-                     state=layer_major("lstm_init_h"), state_cell=layer_major("lstm_init_c"),
-                     state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", p=dropout, name="lstm")
-    hidden = mx.sym.reshape(rnn, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
+    weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
+    params = mx.sym.Variable(FUSED_PARAMS, shape=(sum(weights) + biases * num_lstm_layer,))
+    # fed batch-major, so that FeedForward can split them across devices
+    init_h = mx.sym.transpose(mx.sym.Variable("lstm_init_h"), axes=(1, 0, 2))
+    init_c = mx.sym.transpose(mx.sym.Variable("lstm_init_c"), axes=(1, 0, 2))
+    hidden = mx.sym.transpose(embed, axes=(1, 0, 2))  # (seq_len, batch, num_embed)
+    if dropout > 0.:
+        for i in range(num_lstm_layer):
+            if i > 0:
+                hidden = mx.sym.Dropout(data=hidden, p=dropout)
+            layer_params = _fused_layer_params(params, i, num_lstm_layer, num_hidden, num_embed)
+            hidden = mx.sym.RNN(data=hidden, parameters=layer_params,
+                                state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
+                                state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
+                                state_size=num_hidden, num_layers=1, mode="lstm", name="lstm_l%d" % i)
+    else:
+        hidden = mx.sym.RNN(data=hidden, parameters=params, state=init_h, state_cell=init_c,
+                            state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", name="lstm")
+    hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
     if dropout > 0.:
         hidden = mx.sym.Dropout(data=hidden, p=dropout)
     pred = _classify(hidden, num_label)

@@ -163,3 +163,53 @@ def test_fused_training_graph_matches_the_unrolled_one():
     for name in ("embed_weight", "cls_weight"):
         np.testing.assert_allclose(fused.grad_dict[name].asnumpy(), unrolled.grad_dict[name].asnumpy(),
                                    rtol=1e-4, atol=1e-5)
+
+
+def fused_training_executor(params, dropout, outputs=None):
+    symbol = fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout)
+    if outputs:
+        symbol = mx.sym.Group([symbol.get_internals()[name] for name in outputs])
+    fused_params = {k: v for k, v in params.items() if not k.startswith("l")}
+    fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
+    shapes = dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
+                  lstm_init_c=(BATCH, LAYERS, HIDDEN))
+    arguments = symbol.list_arguments()
+    return bind(symbol, {k: v for k, v in fused_params.items() if k in arguments},
+                {k: v for k, v in shapes.items() if k in arguments}, train_params=True)
+
+
+def test_fused_graph_with_dropout_is_the_unrolled_one():
+    """With dropout the layers are separate RNNs over slices of the one vector: a dropout too small
+    to drop anything gives the unrolled graph's probabilities and gradients."""
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=12)
+    rng = np.random.RandomState(13)
+    data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=1e-9), params,
+                    dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
+    fused = fused_training_executor(params, dropout=1e-9)
+    assert fused.arg_dict[FUSED_PARAMS].shape == (fuse_lstm_params(params, LAYERS, HIDDEN).size,)
+    for executor in (unrolled, fused):
+        executor.arg_dict["data"][:] = data
+        executor.arg_dict["softmax_label"][:] = label
+        executor.forward(is_train=True)
+        executor.backward()
+    np.testing.assert_allclose(fused.outputs[0].asnumpy(), reference.unrolled_probs(params, data, LAYERS, HIDDEN),
+                               rtol=1e-4, atol=1e-6)
+    grads = unfuse_lstm_params(fused.grad_dict[FUSED_PARAMS], LAYERS, HIDDEN, EMBED)
+    for name, grad in grads.items():
+        np.testing.assert_allclose(grad, unrolled.grad_dict[name].asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_dropout_reaches_the_layers_below_the_top():
+    """In training the top layer's output (before the dropout on it) must already differ from the
+    deterministic one, as in the unrolled graph; the first layer's input gets no dropout."""
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=14)
+    data = np.random.RandomState(15).randint(0, VOCAB, size=(BATCH, SEQ))
+    names = ["lstm_l0_output", "lstm_l%d_output" % (LAYERS - 1)]
+    executor = fused_training_executor(params, dropout=0.5, outputs=names)
+    executor.arg_dict["data"][:] = data
+    first, top = [out.asnumpy().copy() for out in executor.forward(is_train=False)]
+    first_train, top_train = [out.asnumpy() for out in executor.forward(is_train=True)]
+    np.testing.assert_allclose(first_train, first, rtol=1e-6)
+    assert np.abs(top_train - top).max() > 1e-3
