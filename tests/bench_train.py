@@ -1,6 +1,7 @@
 """Training speed (a benchmark script, not a test): samples per second of one training batch of
 the tutorial's configuration (3x512 LSTM, embed 256, seq 129, batch 32, 84 labels, dropout 0.2,
-SGD), for each backend and for PyTorch's nn.LSTM when torch is installed.
+SGD), for each backend (bf16: the unrolled graph with --bf16) and for PyTorch's nn.LSTM when
+torch is installed.
 
 Each contender runs in its own process (for its peak memory), warms up, then times --batches
 batches; rounds alternate the contenders. It also times what surrounds a batch in training: the
@@ -56,6 +57,8 @@ def mxnet_step(backend):
     else:
         unroll = lstm.fused_lstm_unroll if backend == "fused" else lstm.lstm_unroll
         symbol = unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT)
+        if backend == "bf16":
+            symbol = lstm.bfloat16_graph(symbol)
     shapes = dict(train_obama.init_states(LAYERS, BATCH, HIDDEN, "fused" if backend == "fused" else "unrolled"),
                   data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
     inputs = set(shapes)
@@ -168,7 +171,7 @@ def main():
     args = p.parse_args()
     if args.worker:
         return worker(args.worker, args.batches)
-    contenders = ["tutorial", "unrolled", "fused"]
+    contenders = ["tutorial", "unrolled", "bf16", "fused"]
     try:
         import torch  # noqa: F401
         contenders.append("pytorch")

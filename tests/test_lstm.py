@@ -2,7 +2,7 @@ import mxnet as mx
 import numpy as np
 
 import reference
-from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, fuse_lstm_params, fused_inference_symbol, fused_lstm_unroll,
+from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_lstm_params, fused_inference_symbol, fused_lstm_unroll,
                   lstm_inference_symbol, lstm_unroll, unfuse_lstm_params)
 
 LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
@@ -213,3 +213,29 @@ def test_fused_dropout_reaches_the_layers_below_the_top():
     first_train, top_train = [out.asnumpy() for out in executor.forward(is_train=True)]
     np.testing.assert_allclose(first_train, first, rtol=1e-6)
     assert np.abs(top_train - top).max() > 1e-3
+
+
+def test_bfloat16_graph_keeps_names_and_maths_to_bfloat16_precision():
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=16)
+    rng = np.random.RandomState(17)
+    data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    fp32 = lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB)
+    bf16 = bfloat16_graph(fp32)
+    assert bf16.list_arguments() == fp32.list_arguments()
+    assert "l0_h2h_weight_amp_cast_bfloat16_output" in bf16.get_internals().list_outputs()
+    shapes = dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
+    types, _, _ = bf16.infer_type(data="float32")  # FeedForward infers the parameters' types so
+    assert all(t == np.float32 for t in types)
+    executor = bind(bf16, params, shapes, train_params=True)
+    executor.arg_dict["data"][:] = data
+    executor.arg_dict["softmax_label"][:] = label
+    executor.forward(is_train=True)
+    executor.backward()
+    probs = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
+    got = executor.outputs[0].asnumpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, probs, rtol=0.03, atol=2e-3)
+    assert np.abs(got - probs).max() > 1e-6  # the products really ran in bfloat16
+    onehot = np.eye(VOCAB)[label.T.reshape(-1)]
+    np.testing.assert_allclose(executor.grad_dict["cls_bias"].asnumpy(), (probs - onehot).sum(axis=0), atol=0.05)

@@ -99,6 +99,7 @@ def test_train_bad_inputs_are_one_clear_line(small_corpus, tmp_path):
                           r"line 1 is 129 characters long, more than the largest bucket \(100\)")
     assert_one_line_error(run("train_obama.py", "--data", small_corpus, "--gpus", "0", "--prefix", prefix),
                           "cannot train on GPU 0")
+    assert_one_line_error(run("train_obama.py", "--bf16", "--rnn-backend", "fused"), "--bf16 needs --rnn-backend unrolled")
     assert not os.path.exists(tmp_path / "m-0001.params")
 
 

@@ -193,6 +193,21 @@ def test_fused_backend_resumes_an_unrolled_checkpoint(small_corpus, tmp_path, ca
     assert losses[1] < losses[0]
 
 
+def test_bf16_trains_to_the_float32_loss_and_checkpoints_stay_float32(small_corpus, tmp_path, capsys):
+    common = ["--data", small_corpus, "--optimizer", "adam", "--learning-rate", "0.01", "--num-epoch", "2"]
+    assert train(*common, "--prefix", str(tmp_path / "fp32" / "m")) == 0
+    assert train(*common, "--prefix", str(tmp_path / "bf16" / "m"), "--bf16") == 0
+    fp32, bf16 = read_metrics(str(tmp_path / "fp32" / "m")), read_metrics(str(tmp_path / "bf16" / "m"))
+    assert float(bf16[1]["val_perplexity"]) < float(bf16[0]["val_perplexity"])
+    assert abs(float(bf16[1]["val_bits_per_char"]) / float(fp32[1]["val_bits_per_char"]) - 1) < 0.01
+    trained = params(str(tmp_path / "bf16" / "m"), 2)
+    assert set(trained) == set(params(str(tmp_path / "fp32" / "m"), 2))
+    assert all(v.dtype == np.float32 for v in trained.values())
+    with pytest.raises(SystemExit):
+        train(*common, "--prefix", str(tmp_path / "x"), "--bf16", "--rnn-backend", "fused")
+    assert "--bf16 needs --rnn-backend unrolled" in capsys.readouterr().err
+
+
 def test_resume_mismatches_are_clear_errors(small_corpus, tmp_path, capsys):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix) == 0
