@@ -165,16 +165,39 @@ def unfuse_lstm_params(flat, num_lstm_layer, num_hidden, num_embed):
     return out
 
 
+def fused_layer_param_name(layer):
+    return "lstm_l%d_parameters" % layer
+
+
+def fuse_layer_params(arg_params, layer, num_hidden):
+    """Layer `layer`'s tutorial parameters as a one-layer mx.sym.RNN's vector (numpy)."""
+    names = ("i2h_weight", "i2h_bias", "h2h_weight", "h2h_bias")
+    return fuse_lstm_params({"l0_" + n: arg_params["l%d_%s" % (layer, n)] for n in names}, 1, num_hidden)
+
+
 def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label):
-    """One step for a batch of streams with mx.sym.RNN: inputs `data` (batch,), `lstm_init_h` and
-    `lstm_init_c` (num_lstm_layer, batch, num_hidden); outputs Group([probabilities, h, c])."""
-    embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
-    rnn = mx.sym.RNN(data=mx.sym.expand_dims(embed, axis=0), parameters=mx.sym.Variable(FUSED_PARAMS),
-                     state=mx.sym.Variable("lstm_init_h"), state_cell=mx.sym.Variable("lstm_init_c"),
-                     state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", state_outputs=True,
-                     name="lstm")
-    hidden = mx.sym.reshape(rnn[0], shape=(-1, num_hidden))
-    return mx.sym.Group([mx.sym.softmax(_classify(hidden, num_label)), rnn[1], rnn[2]])
+    """One step for a batch of streams, each layer one mx.sym.RNN: inputs `data` (batch,),
+    `lstm_l%d_parameters` (see fuse_layer_params), `lstm_init_h` and `lstm_init_c`
+    (num_lstm_layer, batch, num_hidden); outputs Group([probabilities, h, c]).
+
+    One RNN per layer, not one for all: for a single step oneDNN runs three one-layer RNNs about
+    2.5 times as fast as one three-layer RNN (measured here, 0.39 against 1.0 ms at batch 1).
+    """
+    hidden = mx.sym.expand_dims(_embed(mx.sym.Variable("data"), input_size, num_embed), axis=0)
+    init_h, init_c = mx.sym.Variable("lstm_init_h"), mx.sym.Variable("lstm_init_c")
+    next_h, next_c = [], []
+    for i in range(num_lstm_layer):
+        rnn = mx.sym.RNN(data=hidden, parameters=mx.sym.Variable(fused_layer_param_name(i)),
+                         state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
+                         state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
+                         state_size=num_hidden, num_layers=1, mode="lstm", state_outputs=True,
+                         name="lstm_l%d" % i)
+        hidden = rnn[0]
+        next_h.append(rnn[1])
+        next_c.append(rnn[2])
+    hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))
+    return mx.sym.Group([mx.sym.softmax(_classify(hidden, num_label)),
+                         mx.sym.concat(*next_h, dim=0), mx.sym.concat(*next_c, dim=0)])
 
 
 def _fused_sizes(num_lstm_layer, num_hidden, num_embed):

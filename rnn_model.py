@@ -3,15 +3,15 @@ import device  # noqa: F401  (makes the CUDA libraries visible before mxnet load
 import mxnet as mx
 
 import checkpoint
-from lstm import FUSED_PARAMS, fuse_lstm_params, fused_inference_symbol
+from lstm import fuse_layer_params, fused_inference_symbol, fused_layer_param_name
 
 
 class LSTMInferenceModel:
     """Steps the model one character at a time for `batch_size` independent streams, carrying
     the LSTM states from call to call.
 
-    The step is one fused mx.sym.RNN over all layers (the tutorial built some forty small
-    operators instead); the parameters are the tutorial's, converted on loading. `dropout` is
+    The step is one fused mx.sym.RNN per layer (the tutorial built some forty small operators
+    instead); the parameters are the tutorial's, converted on loading. `dropout` is
     accepted for the tutorial's signature: inference applies none.
     """
 
@@ -25,7 +25,8 @@ class LSTMInferenceModel:
         args = self.executor.arg_dict
         for name in ("embed_weight", "cls_weight", "cls_bias"):
             arg_params[name].copyto(args[name])
-        args[FUSED_PARAMS][:] = fuse_lstm_params(arg_params, num_lstm_layer, num_hidden)
+        for layer in range(num_lstm_layer):
+            args[fused_layer_param_name(layer)][:] = fuse_layer_params(arg_params, layer, num_hidden)
         self.prob, self.next_h, self.next_c = self.executor.outputs
         self.h, self.c = args["lstm_init_h"], args["lstm_init_c"]
 

@@ -3,7 +3,7 @@ model (3x512 LSTM, embed 256, 84 labels, random weights) stepped one character a
 
 Contenders, alternated round by round in the same run:
   tutorial  the tutorial's one-step graph of ~40 operators (lstm_inference_symbol)
-  fused     LSTMInferenceModel: one fused mx.sym.RNN step
+  fused     LSTMInferenceModel: one fused mx.sym.RNN per layer
   pytorch   nn.LSTM stepped the same way (only when torch is installed)
 It also times `generate.py` from process start to its first generated character.
 

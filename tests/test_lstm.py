@@ -2,8 +2,9 @@ import mxnet as mx
 import numpy as np
 
 import reference
-from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_lstm_params, fused_inference_symbol, fused_lstm_unroll,
-                  lstm_inference_symbol, lstm_unroll, unfuse_lstm_params)
+from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_layer_params, fuse_lstm_params,
+                  fused_inference_symbol, fused_layer_param_name, fused_lstm_unroll, lstm_inference_symbol,
+                  lstm_unroll, unfuse_lstm_params)
 
 LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
 
@@ -123,7 +124,8 @@ def test_fused_step_matches_numpy_lstm():
     executor = symbol.simple_bind(mx.cpu(), grad_req="null", **shapes)
     for name in ("embed_weight", "cls_weight", "cls_bias"):
         executor.arg_dict[name][:] = params[name]
-    executor.arg_dict[FUSED_PARAMS][:] = fuse_lstm_params(params, LAYERS, HIDDEN)
+    for layer in range(LAYERS):
+        executor.arg_dict[fused_layer_param_name(layer)][:] = fuse_layer_params(params, layer, HIDDEN)
     states = reference.zero_states(LAYERS, batch, HIDDEN)
     for ids in ([1, 2, 3], [4, 0, 10], [7, 7, 7]):
         executor.arg_dict["data"][:] = ids
