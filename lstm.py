@@ -180,8 +180,8 @@ def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, nu
     `lstm_l%d_parameters` (see fuse_layer_params), `lstm_init_h` and `lstm_init_c`
     (num_lstm_layer, batch, num_hidden); outputs Group([probabilities, h, c]).
 
-    One RNN per layer, not one for all: for a single step oneDNN runs three one-layer RNNs about
-    2.5 times as fast as one three-layer RNN (measured here, 0.39 against 1.0 ms at batch 1).
+    One RNN per layer, not one for all: for a single step oneDNN's stacked RNN is slower (measured
+    here at batch 1: 10-15% over the whole step; 1.0 against 0.39 ms with the weights in cache).
     """
     hidden = mx.sym.expand_dims(_embed(mx.sym.Variable("data"), input_size, num_embed), axis=0)
     init_h, init_c = mx.sym.Variable("lstm_init_h"), mx.sym.Variable("lstm_init_c")
@@ -266,4 +266,3 @@ def bfloat16_graph(symbol):
     for name in converted.list_arguments():  # float32 inputs, as Variable(dtype=...) marks them (0 is
         internals[name]._set_attr(__dtype__="0")  # MXNet's float32): FeedForward infers types from them
     return converted
-
