@@ -136,6 +136,16 @@ def _fused_layout(num_lstm_layer):
     return names
 
 
+def _lstm_param_shapes(num_lstm_layer, num_hidden, num_embed):
+    """The shape of each tutorial-named LSTM parameter."""
+    shapes = {}
+    for i in range(num_lstm_layer):
+        shapes["l%d_i2h_weight" % i] = (4 * num_hidden, num_embed if i == 0 else num_hidden)
+        shapes["l%d_h2h_weight" % i] = (4 * num_hidden, num_hidden)
+        shapes["l%d_i2h_bias" % i] = shapes["l%d_h2h_bias" % i] = (4 * num_hidden,)
+    return shapes
+
+
 def fuse_lstm_params(arg_params, num_lstm_layer, num_hidden):
     """The tutorial's per-layer LSTM parameters (numpy or NDArray) as the fused RNN's flat vector (numpy)."""
     parts = []
@@ -149,11 +159,7 @@ def fuse_lstm_params(arg_params, num_lstm_layer, num_hidden):
 def unfuse_lstm_params(flat, num_lstm_layer, num_hidden, num_embed):
     """The fused RNN's flat vector back as the tutorial's named per-layer arrays (numpy)."""
     flat = flat.asnumpy() if hasattr(flat, "asnumpy") else flat
-    shapes = {}
-    for i in range(num_lstm_layer):
-        shapes["l%d_i2h_weight" % i] = (4 * num_hidden, num_embed if i == 0 else num_hidden)
-        shapes["l%d_h2h_weight" % i] = (4 * num_hidden, num_hidden)
-        shapes["l%d_i2h_bias" % i] = shapes["l%d_h2h_bias" % i] = (4 * num_hidden,)
+    shapes = _lstm_param_shapes(num_lstm_layer, num_hidden, num_embed)
     out, offset = {}, 0
     for name in _fused_layout(num_lstm_layer):
         size = int(np.prod(shapes[name]))
@@ -201,9 +207,11 @@ def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, nu
 
 
 def _fused_sizes(num_lstm_layer, num_hidden, num_embed):
-    """The number of values of each layer's weights in the fused vector, and of its biases."""
-    weights = [4 * num_hidden * ((num_embed if i == 0 else num_hidden) + num_hidden) for i in range(num_lstm_layer)]
-    return weights, 8 * num_hidden
+    """The number of values of each layer's weights in the fused vector, and of each layer's biases."""
+    shapes = _lstm_param_shapes(num_lstm_layer, num_hidden, num_embed)
+    weights = [int(np.prod(shapes["l%d_i2h_weight" % i]) + np.prod(shapes["l%d_h2h_weight" % i]))
+               for i in range(num_lstm_layer)]
+    return weights, 2 * shapes["l0_i2h_bias"][0]
 
 
 def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed):
