@@ -35,8 +35,12 @@ def _install(source, target):
     """Copies `source` to `target` through a temporary name, so no half file is ever left."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
     tmp = target + ".part"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _download_obama(target, timeout=10):

@@ -5,10 +5,14 @@ writes them, so `mx.model.load_checkpoint` reads ours and we read the tutorial's
 `<prefix>-vocab.json`, the character-to-id map. Every file is written under a temporary name and
 renamed, so a crash never leaves a half file under the final name.
 """
+import csv
+import fcntl
 import glob
 import json
 import os
+import pickle
 import re
+import shutil
 
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
@@ -21,15 +25,27 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or not an LSTM of the tutorial's shape."""
 
 
-def atomic_write(path, write):
-    """Calls write(tmp_path), then renames the temporary file to `path`."""
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
+def atomic_write(path, write, verify=None):
+    """Calls write(tmp_path), checks the result with verify(tmp_path) when given, then renames the
+    temporary file to `path`. Any failure is a CheckpointError; the earlier file stays as it was.
+
+    MXNet's own writers do not report a full disk, so what they write is read back (`verify`).
+    """
     tmp = "%s.tmp%d" % (path, os.getpid())
     try:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         write(tmp)
+        if verify is not None and not verify(tmp):
+            raise CheckpointError("writing %s failed: the file does not read back as written (disk full?); "
+                                  "the files written before stay as they were" % path)
         os.replace(tmp, path)
+    except OSError as err:
+        raise CheckpointError("cannot write %s: %s" % (path, err.strerror or err))
+    except MXNetError:
+        raise CheckpointError("writing %s failed: MXNet's writer could not write it all (disk full?); "
+                              "the files written before stay as they were" % path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -40,20 +56,127 @@ def params_path(prefix, epoch):
     return "%s-best.params" % prefix if epoch == "best" else "%s-%04d.params" % (prefix, epoch)
 
 
-def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
-    """Writes the symbol and the epoch's parameters, with the names and layout of mx.model.save_checkpoint."""
-    if symbol is not None:
-        atomic_write("%s-symbol.json" % prefix, symbol.save)
+def _write_text(text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write
+
+
+def _reads_back_as(text):
+    def verify(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read() == text
+    return verify
+
+
+def _holds(arrays):
+    def verify(path):
+        try:
+            saved = mx.nd.load(path)
+        except MXNetError:
+            return False
+        return isinstance(saved, dict) and saved.keys() == arrays.keys() and all(
+            saved[k].shape == v.shape and (saved[k].asnumpy() == v.asnumpy()).all() for k, v in arrays.items())
+    return verify
+
+
+def save_symbol(prefix, symbol):
+    """Writes `<prefix>-symbol.json` (the text Symbol.save writes), only when it changes."""
+    _save_text("%s-symbol.json" % prefix, symbol.tojson())
+
+
+def save_params(path, arg_params, aux_params):
+    """Writes parameters with the names and layout of mx.model.save_checkpoint."""
     save_dict = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     save_dict.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    atomic_write(params_path(prefix, epoch), lambda tmp: mx.nd.save(tmp, save_dict))
+    atomic_write(path, lambda tmp: mx.nd.save(tmp, save_dict), _holds(save_dict))
+
+
+def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
+    """Writes the symbol and the epoch's parameters, as mx.model.save_checkpoint does."""
+    if symbol is not None:
+        save_symbol(prefix, symbol)
+    save_params(params_path(prefix, epoch), arg_params, aux_params)
+
+
+def copy_file(source, target):
+    """Copies a written file under another name, checked as any other write."""
+    with open(source, "rb") as f:
+        content = f.read()
+
+    def verify(path):
+        with open(path, "rb") as f:
+            return f.read() == content
+    atomic_write(target, lambda tmp: shutil.copyfile(source, tmp), verify)
+
+
+def _save_text(path, text):
+    """Writes a text file, checked, unless it already holds `text`."""
+    if os.path.exists(path) and _reads_back_as(text)(path):
+        return
+    atomic_write(path, _write_text(text), _reads_back_as(text))
 
 
 def _save_json(path, value):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, ensure_ascii=False, indent=0, sort_keys=True)
-    atomic_write(path, write)
+    _save_text(path, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
+
+
+class RunLock:
+    """Holds `<prefix>-train.lock` for as long as one training run uses the prefix.
+
+    An fcntl lock: the kernel releases it when the process ends, even by kill -9, so no stale
+    lock is ever left to remove by hand. Taking it also proves that the prefix can be written.
+    """
+
+    def __init__(self, prefix):
+        self.path = "%s-train.lock" % prefix
+        self.file = None
+
+    def acquire(self):
+        try:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            while self.file is None:
+                f = open(self.path, "a+")
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    f.seek(0)
+                    holder = f.read().strip() or "unknown"
+                    f.close()
+                    raise CheckpointError("another training run (process %s) is using --prefix %s; wait for it to "
+                                          "end or choose another --prefix" % (holder, self.path[:-len("-train.lock")]))
+                if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino:
+                    self.file = f  # else the holder before us removed the file meanwhile: take the new one
+                else:
+                    f.close()
+            self.file.truncate(0)
+            self.file.write(str(os.getpid()))
+            self.file.flush()
+        except OSError as err:
+            raise CheckpointError("cannot write under --prefix %s: %s" % (self.path[:-len("-train.lock")],
+                                                                         err.strerror or err))
+        return self
+
+    def release(self):
+        if self.file is not None:
+            os.remove(self.path)
+            self.file.close()
+            self.file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def remove_stale_temporaries(prefix):
+    """Removes the temporary files that a killed run left under `prefix` (call it holding the lock)."""
+    for path in glob.glob(glob.escape(prefix) + "-*.tmp[0-9]*"):
+        os.remove(path)
 
 
 def save_vocab(prefix, vocab):
@@ -74,6 +197,37 @@ def load_vocab(prefix):
                                               for k, v in vocab.items()):
         raise CheckpointError("%s is not a map from single characters to positive ids" % path)
     return vocab
+
+
+def _characters(chars):
+    return " ".join(repr(c) for c in sorted(chars))
+
+
+def vocab_difference(saved, vocab):
+    """Says how two vocabularies differ, in a few words."""
+    only_saved, only_here = set(saved) - set(vocab), set(vocab) - set(saved)
+    if only_saved or only_here:
+        parts = []
+        if only_saved:
+            parts.append("only the checkpoint has %s" % _characters(only_saved))
+        if only_here:
+            parts.append("only the corpus has %s" % _characters(only_here))
+        return "; ".join(parts)
+    moved = sorted((c for c in vocab if vocab[c] != saved[c]), key=vocab.get)
+    return "the same %d characters, numbered in another order (%r is %d in the checkpoint, %d here)" % (
+        len(vocab), moved[0], saved[moved[0]], vocab[moved[0]])
+
+
+def check_vocab(prefix, vocab, num_label):
+    """Refuses a corpus whose vocabulary is not the one the checkpoint under `prefix` was trained
+    with: its -vocab.json where there is one, else (the tutorial's bare .params) its label count."""
+    saved = load_vocab(prefix)
+    if saved is not None and saved != vocab:
+        raise CheckpointError("the corpus's vocabulary is not the checkpoint's (%s): give the corpus it was "
+                              "trained on with --data" % vocab_difference(saved, vocab))
+    if num_label != len(vocab) + 1:
+        raise CheckpointError("the checkpoint predicts %d characters but the corpus has %d: give the corpus it was "
+                              "trained on with --data" % (num_label - 1, len(vocab)))
 
 
 def epochs(prefix):
@@ -140,9 +294,9 @@ def model_shape(arg_params):
                 num_embed=num_embed, num_label=num_label)
 
 
-def save_progress(prefix, epoch, batch):
-    """Notes where a stopped run was: `batch` batches into epoch `epoch` (0-based)."""
-    _save_json("%s-progress.json" % prefix, {"epoch": epoch, "batch": batch})
+def save_progress(prefix, epoch, batch, batch_size):
+    """Notes where a stopped run was: `batch` batches of `batch_size` into epoch `epoch` (0-based)."""
+    _save_json("%s-progress.json" % prefix, {"epoch": epoch, "batch": batch, "batch_size": batch_size})
 
 
 def load_progress(prefix):
@@ -152,9 +306,45 @@ def load_progress(prefix):
     try:
         with open(path) as f:
             progress = json.load(f)
-        return {"epoch": int(progress["epoch"]), "batch": int(progress["batch"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        return {key: int(value) for key, value in progress.items() if key in ("epoch", "batch", "batch_size")}
+    except (OSError, ValueError, AttributeError, TypeError):
         raise CheckpointError("%s is not readable; delete it to resume from the last full epoch" % path)
+
+
+def read_optimizer(path):
+    """The optimizer saved in an optimizer-state file (kv.save_optimizer_states with dump_optimizer)."""
+    try:
+        with open(path, "rb") as f:
+            saved = pickle.load(f)
+        _, optimizer = saved
+    except Exception as err:  # a truncated or foreign file: pickle raises many kinds of error
+        raise CheckpointError("the optimizer state %s is unreadable (%s: truncated?); delete it to resume with "
+                              "the optimizer started afresh" % (path, type(err).__name__))
+    if not isinstance(optimizer, mx.optimizer.Optimizer):
+        raise CheckpointError("%s holds no MXNet optimizer; delete it to resume with the optimizer started afresh"
+                              % path)
+    return optimizer
+
+
+def append_metrics(prefix, row, fields):
+    """Adds one epoch's row to `<prefix>-metrics.csv` (a file begun by an older version keeps its columns)."""
+    path = "%s-metrics.csv" % prefix
+    try:
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), None) or fields
+            header = False
+        else:
+            header = True
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if header:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise CheckpointError("cannot write %s: %s" % (path, err.strerror or err))
 
 
 def clear_progress(prefix):

@@ -186,11 +186,35 @@ def choose_contexts(gpus=None, cpu=False, probe=None):
         reason = "the GPU cannot be queried: %s" % err
     if gpus:
         if reason:
-            raise DeviceError("cannot train on GPU %s: %s" % (",".join(map(str, gpus)), reason))
+            raise DeviceError("cannot use GPU %s: %s" % (",".join(map(str, gpus)), reason))
         return [mx.gpu(i) for i in gpus], "using GPU %s" % ",".join(map(str, gpus))
     if reason:
         return [mx.cpu()], "using the CPU: %s" % reason
     return [mx.gpu(0)], "using gpu(0)"
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The feature flags of the CPU, as the kernel lists them (empty where it cannot be read)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_unavailable_reason(flags=None):
+    """Why the CPU cannot run MXNet's bfloat16 products, or None when it can.
+
+    oneDNN inside MXNet 1.9.1 builds bfloat16 primitives only on CPUs with AVX-512 bf16; elsewhere
+    binding fails at the first batch with "could not create a primitive descriptor iterator".
+    """
+    flags = cpu_flags() if flags is None else flags
+    if "avx512_bf16" not in flags:
+        return "this CPU has no AVX-512 bf16 (avx512_bf16 is not among its flags in /proc/cpuinfo)"
+    return None
 
 
 def parse_gpu_list(text):

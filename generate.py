@@ -6,13 +6,18 @@
     python generate.py "The United States" --beam 8 --length 100
 """
 import argparse
+import errno
 import logging
 import os
 import sys
 
-# Generation is one small step after another: MXNet's synchronous engine runs it about twice as
-# fast as the threaded one (tests/bench_generate.py). It must be chosen before MXNet loads.
-os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+import cli
+
+if __name__ == "__main__":
+    cli.exit_quietly_on_interrupt()  # also while MXNet loads
+    # Generation is one small step after another, which MXNet's synchronous engine runs faster
+    # than the threaded one (tests/bench_generate.py). It must be chosen before MXNet loads.
+    os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
 
 import numpy as np  # noqa: E402
 
@@ -20,13 +25,19 @@ import device  # noqa: E402
 import bucket_io  # noqa: E402
 import checkpoint  # noqa: E402
 from rnn_model import load_inference_model  # noqa: E402
-from train_obama import positive_int  # noqa: E402
 
 PAD = 0  # the id the iterator pads with; the model may emit it at the end of a line
+# streams run together in one batch at most: more are generated in parts, so that any
+# --num-samples fits in memory
+MAX_STREAMS = 256
 
 
 class SeedError(ValueError):
     """The seed string cannot be fed to the model."""
+
+
+class OutputError(ValueError):
+    """The text cannot be written where --output says."""
 
 
 def check_seed(seed, vocab, skip_unknown=False):
@@ -79,6 +90,8 @@ def iter_steps(model, vocab, seed, length=600, sample=False, temperature=1.0, to
     """
     rng = rng or np.random.RandomState()
     id_to_char = np.array([""] + [c for c, _ in sorted(vocab.items(), key=lambda kv: kv[1])], dtype=object)
+    if length <= 0:
+        return
     streams = model.batch_size
     prob = feed_seed(model, vocab, seed)
     inputs = np.full(streams, vocab[seed[-1]])
@@ -171,44 +184,34 @@ def load_vocab_for(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
     return vocab
 
 
-def epoch_number(text):
-    if text == "best":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected an epoch number or "best", got %r' % text)
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Generate text from a trained character-level LSTM.")
     p.add_argument("seed_text", metavar="SEED", nargs="?", help='the text to start from, such as "The United States"')
     p.add_argument("--prime-file", help="read the seed from this UTF-8 file instead (long or multi-line seeds)")
     p.add_argument("--skip-unknown", action="store_true", help="drop seed characters the vocabulary lacks, with a warning")
-    p.add_argument("--prefix", default=checkpoint.DEFAULT_PREFIX, help="checkpoint prefix (default: checkpoints/obama)")
-    p.add_argument("--epoch", type=epoch_number, help='epoch to load, or "best" (default: the newest)')
-    p.add_argument("--length", type=int, default=600, help="how many new characters (default 600)")
+    cli.add_checkpoint_options(p, checkpoint.DEFAULT_PREFIX)
+    p.add_argument("--epoch", type=cli.epoch_number, help='epoch to load, or "best" (default: the newest)')
+    p.add_argument("--length", type=cli.non_negative_int, default=600, help="how many new characters (default 600)")
     p.add_argument("--sample", action="store_true", help="draw from the distribution instead of taking the most likely")
-    p.add_argument("--temperature", type=float, default=1.0, help="with --sample: below 1 is more conservative")
-    p.add_argument("--top-k", type=int, default=0, help="with --sample: draw among the K most likely only")
-    p.add_argument("--seed", type=int, help="random seed, for repeatable samples")
-    p.add_argument("--num-samples", type=positive_int, default=1, help="independent continuations, in one batch")
-    p.add_argument("--beam", type=positive_int, help="beam search with K beams for the most likely continuation")
+    p.add_argument("--temperature", type=cli.positive_float, default=1.0,
+                   help="with --sample: below 1 is more conservative")
+    p.add_argument("--top-k", type=cli.non_negative_int, default=0, help="with --sample: draw among the K most likely only")
+    p.add_argument("--seed", type=cli.random_seed, help="random seed, for repeatable samples")
+    p.add_argument("--num-samples", type=cli.positive_int, default=1,
+                   help="independent continuations, generated %d at a time" % MAX_STREAMS)
+    p.add_argument("--beam", type=cli.positive_int, help="beam search with K beams (at most %d) for the most likely "
+                   "continuation" % MAX_STREAMS)
     p.add_argument("--stop-at", help="end a sample once it has produced this string")
     p.add_argument("--stream", action="store_true", help="print characters as they are generated")
     p.add_argument("--output", help="write the text to this file instead of standard output")
     p.add_argument("--data", help="corpus to build the vocabulary from when the checkpoint has no -vocab.json")
     p.add_argument("--data-mirror", default=bucket_io.DEFAULT_MIRROR, help=argparse.SUPPRESS)
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--gpu", type=int, help="run on this GPU")
-    where.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is usable")
+    cli.add_device_options(p, "run on this GPU, such as 0 (default: gpu(0) if MXNet can use it)")
     args = p.parse_args(argv)
     if (args.seed_text is None) == (args.prime_file is None):
         p.error("give either a SEED string or --prime-file FILE")
-    if args.temperature <= 0:
-        p.error("--temperature must be positive, got %s" % args.temperature)
-    if args.length < 0 or args.top_k < 0:
-        p.error("--length and --top-k must not be negative")
+    if args.beam and args.beam > MAX_STREAMS:
+        p.error("--beam takes at most %d beams, got %d" % (MAX_STREAMS, args.beam))
     if args.beam and (args.sample or args.num_samples > 1 or args.stop_at):
         p.error("--beam finds the one most likely text: it does not take --sample, --num-samples or --stop-at")
     if args.stream and (args.num_samples > 1 or args.beam or args.output):
@@ -227,25 +230,44 @@ def read_prime_file(path):
 
 
 def write_output(path, text):
+    """Writes `text` to `path` through `path.part`, so that an interrupted run leaves no half file."""
     tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_writable(path):
+    """Fails now, before any generating, when `path` cannot be written."""
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        open(path + ".part", "w").close()
+        os.remove(path + ".part")
+    except OSError as err:
+        raise OutputError("cannot write the output %s: %s" % (path, err.strerror or err))
 
 
 def run(args):
     """Loads the checkpoint and produces the text that main prints or writes."""
-    contexts, why = device.choose_contexts(gpus=None if args.gpu is None else [args.gpu], cpu=args.cpu)
+    if args.output:
+        check_writable(args.output)
+    gpus = device.parse_gpu_list(args.gpus) if args.gpus else None
+    if gpus and len(gpus) > 1:
+        raise device.DeviceError("generation runs on one GPU: give one id to --gpus, got %s" % args.gpus)
+    contexts, why = device.choose_contexts(gpus=gpus, cpu=args.cpu)
     logging.info("Device: %s", why)
     epoch = checkpoint.latest_epoch(args.prefix) if args.epoch is None else args.epoch
     vocab = load_vocab_for(args.prefix, args.data, args.data_mirror)
     seed = args.seed_text if args.prime_file is None else read_prime_file(args.prime_file)
     seed = check_seed(seed, vocab, args.skip_unknown)
-    streams = args.beam or args.num_samples
+    streams = args.beam or min(args.num_samples, MAX_STREAMS)
     model, epoch = load_inference_model(args.prefix, epoch, ctx=contexts[0], batch_size=streams)
-    if model.num_label != len(vocab) + 1:
-        raise checkpoint.CheckpointError("the checkpoint predicts %d labels but its vocabulary has %d characters"
-                                         % (model.num_label, len(vocab)))
+    checkpoint.check_vocab(args.prefix, vocab, model.num_label)
     logging.info("Loaded %s", checkpoint.params_path(args.prefix, epoch))
     options = dict(sample=args.sample, temperature=args.temperature, top_k=args.top_k,
                    rng=np.random.RandomState(args.seed), stop_at=args.stop_at)
@@ -260,7 +282,9 @@ def run(args):
         text, log_likelihood = beam_search(model, vocab, seed, args.length)
         logging.info("Beam search: log-likelihood %.3f nats over %d characters", log_likelihood, args.length)
         return text + "\n"
-    texts = generate_texts(model, vocab, seed, args.length, **options)
+    texts = []
+    while len(texts) < args.num_samples:
+        texts += generate_texts(model, vocab, seed, args.length, **options)[:args.num_samples - len(texts)]
     if len(texts) == 1:
         return texts[0] + "\n"
     return "".join("=== sample %d ===\n%s\n" % (i + 1, text) for i, text in enumerate(texts))
@@ -276,9 +300,11 @@ def main(argv=None):
             logging.info("Wrote %s", args.output)
         elif text is not None:
             sys.stdout.write(text)
-    except (SeedError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
-        print("generate.py: error: %s" % err, file=sys.stderr)
-        return 2
+    except (SeedError, OutputError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
+        return cli.fail("generate.py", err)
+    except KeyboardInterrupt:
+        print("generate.py: interrupted", file=sys.stderr)
+        return cli.INTERRUPTED
     return 0
 
 

@@ -9,23 +9,38 @@ import csv
 import logging
 import math
 import os
-import shutil
 import signal
 import sys
 import time
 import warnings
 
-import numpy as np
+import cli
 
-import device
-import mxnet as mx
+if __name__ == "__main__":
+    cli.exit_quietly_on_interrupt()  # also while MXNet loads
 
-import bucket_io
-import checkpoint
-from lstm import FUSED_PARAMS, bfloat16_graph, fuse_lstm_params, fused_lstm_unroll, lstm_unroll, unfuse_lstm_params
+import numpy as np  # noqa: E402
+
+import device  # noqa: E402
+import mxnet as mx  # noqa: E402
+
+import bucket_io  # noqa: E402
+import checkpoint  # noqa: E402
+from lstm import (FUSED_PARAMS, bfloat16_graph, fuse_lstm_params, fused_lstm_unroll, lstm_unroll,  # noqa: E402
+                  unfuse_lstm_params)
 
 METRICS_FIELDS = ["epoch", "train_perplexity", "train_bits_per_char", "val_perplexity", "val_bits_per_char",
-                  "learning_rate", "samples_per_sec", "seconds"]
+                  "learning_rate", "samples_per_sec", "seconds", "optimizer"]
+
+
+def describe_optimizer(optimizer):
+    """The optimizer and its settings in a few words, such as "adam wd=0 clip_gradient=5"."""
+    words = [type(optimizer).__name__.lower(), "wd=%g" % optimizer.wd]
+    if hasattr(optimizer, "momentum"):
+        words.append("momentum=%g" % optimizer.momentum)
+    if optimizer.clip_gradient is not None:
+        words.append("clip_gradient=%g" % optimizer.clip_gradient)
+    return " ".join(words)
 
 
 class TrainingStopped(Exception):
@@ -82,88 +97,70 @@ class ProgressSpeedometer(mx.callback.Speedometer):
                          time.strftime("%H:%M:%S", time.gmtime(left)))
 
 
-def parse_int_list(text):
-    try:
-        values = [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected numbers separated by commas, got %r" % text)
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("expected positive numbers, got %r" % text)
-    return values
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, got %s" % text)
-    return value
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train the tutorial's character-level LSTM.")
-    p.add_argument("--data", help="corpus file, UTF-8 (default: data/obama.txt, found by the corpus look-up)")
-    p.add_argument("--data-mirror", default=bucket_io.DEFAULT_MIRROR,
-                   help="folder holding obama.txt to copy from when data/obama.txt is missing")
-    p.add_argument("--prefix", default=checkpoint.DEFAULT_PREFIX, help="checkpoint prefix (default: checkpoints/obama)")
-    p.add_argument("--seq-len", type=positive_int, default=129, help="longest sentence; the bucket when --buckets is not given")
-    p.add_argument("--buckets", type=parse_int_list, help="bucket lengths, such as 32,64,129 (default: --seq-len)")
+    cli.add_corpus_options(p, bucket_io.DEFAULT_MIRROR,
+                           "corpus file, UTF-8 (default: data/obama.txt, found by the corpus look-up)")
+    cli.add_checkpoint_options(p, checkpoint.DEFAULT_PREFIX)
+    p.add_argument("--seq-len", type=cli.positive_int, default=129, help="longest sentence; the bucket when --buckets is not given")
+    p.add_argument("--buckets", type=cli.int_list, help="bucket lengths, such as 32,64,129 (default: --seq-len)")
     p.add_argument("--split-long-lines", action="store_true", help="cut lines longer than the largest bucket instead of failing")
     p.add_argument("--stream", action="store_true",
                    help="treat the corpus as one continuous text cut into --seq-len pieces, not one sample per line")
-    p.add_argument("--val-frac", type=float, default=0.05, help="the last fraction of sentences held out (0: none)")
-    p.add_argument("--num-embed", type=positive_int, default=256)
-    p.add_argument("--num-lstm-layer", type=positive_int, default=3)
-    p.add_argument("--num-hidden", type=positive_int, default=512)
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--num-epoch", type=positive_int, default=1, help="train until this many epochs are done")
+    p.add_argument("--val-frac", type=cli.fraction, default=0.05, help="the last fraction of sentences held out (0: none)")
+    p.add_argument("--num-embed", type=cli.positive_int, default=256)
+    p.add_argument("--num-lstm-layer", type=cli.positive_int, default=3)
+    p.add_argument("--num-hidden", type=cli.positive_int, default=512)
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--dropout", type=cli.fraction, default=0.2)
+    p.add_argument("--num-epoch", type=cli.positive_int, default=1, help="train until this many epochs are done")
     p.add_argument("--optimizer", choices=["sgd", "adam", "rmsprop"], default="sgd")
-    p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.0, help="for sgd")
-    p.add_argument("--wd", type=float, default=0.0001)
-    p.add_argument("--clip-gradient", type=float, help="clip each gradient element to [-C, C]")
-    p.add_argument("--lr-factor", type=float, default=1.0, help="multiply the learning rate by this at each --lr-step-epochs")
-    p.add_argument("--lr-step-epochs", type=parse_int_list, help="epochs after which --lr-factor applies, such as 10,20")
-    p.add_argument("--lr-anneal", type=float, help="multiply the learning rate by this when the validation loss "
-                                                   "stops improving (0.25 divides it by 4, as word_language_model does)")
-    p.add_argument("--keep", type=positive_int, help="keep only the newest N epoch checkpoints (default: all)")
-    p.add_argument("--resume", action="store_true", help="carry on from the newest checkpoint under --prefix")
+    p.add_argument("--learning-rate", type=cli.positive_float, default=0.01)
+    p.add_argument("--momentum", type=cli.non_negative_float, default=0.0, help="for sgd")
+    p.add_argument("--wd", type=cli.non_negative_float, default=0.0001)
+    p.add_argument("--clip-gradient", type=cli.positive_float, help="clip each gradient element to [-C, C]")
+    p.add_argument("--lr-factor", type=cli.positive_float, default=1.0,
+                   help="multiply the learning rate by this (at most 1) at each --lr-step-epochs")
+    p.add_argument("--lr-step-epochs", type=cli.int_list, help="epochs after which --lr-factor applies, such as 10,20")
+    p.add_argument("--lr-anneal", type=cli.positive_float, help="multiply the learning rate by this when the validation "
+                   "loss stops improving (0.25 divides it by 4, as word_language_model does)")
+    p.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
+    p.add_argument("--resume", action="store_true", help="carry on from the newest checkpoint under --prefix; "
+                   "optimizer options given again replace the saved ones")
     p.add_argument("--overwrite", action="store_true", help="start afresh even where --prefix already has checkpoints")
     p.add_argument("--rnn-backend", choices=["unrolled", "fused"], default="unrolled",
                    help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
-                        "(oneDNN on the CPU, cuDNN on a GPU), about 1.7 times as fast. Checkpoints are the same")
+                        "(oneDNN on the CPU, cuDNN on a GPU), faster. Checkpoints are the same")
     p.add_argument("--bf16", action="store_true",
-                   help="unrolled backend on the CPU: matrix products in bfloat16 (about 1.5 times as fast on "
-                        "CPUs with AVX-512 bf16; float32 parameters and checkpoints)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, dropout and batch order")
+                   help="unrolled backend on a CPU with AVX-512 bf16: matrix products in bfloat16 (float32 "
+                        "parameters and checkpoints)")
+    p.add_argument("--seed", type=cli.random_seed, default=0, help="seeds the initial weights, dropout and batch order")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="shuffle the batch order each epoch (default); --no-shuffle keeps the corpus order")
     p.add_argument("--kv-store", choices=["local", "device", "dist_sync", "dist_async"], default="local",
                    help="MXNet's key-value store; dist_* train on its parameter server (see README)")
-    p.add_argument("--launch-local", type=positive_int, metavar="N",
+    p.add_argument("--launch-local", type=cli.positive_int, metavar="N",
                    help="start a scheduler, --num-servers servers and N workers on this machine and train with them")
-    p.add_argument("--num-servers", type=positive_int, default=1, help="with --launch-local")
-    p.add_argument("--launch-timeout", type=positive_int, help="with --launch-local: stop everything after S seconds")
-    p.add_argument("--log-every", type=positive_int, default=20, help="batches between progress lines")
+    p.add_argument("--num-servers", type=cli.positive_int, default=1, help="with --launch-local")
+    p.add_argument("--launch-timeout", type=cli.positive_int, help="with --launch-local: stop everything after S seconds")
+    p.add_argument("--log-every", type=cli.positive_int, default=20, help="batches between progress lines")
     p.add_argument("--plot", action="store_true", help="only draw <prefix>-metrics.csv to <prefix>-curves.png")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--gpus", help="train on these GPUs, such as 0 or 0,1 (default: gpu(0) if MXNet can use it)")
-    where.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is usable")
+    cli.add_device_options(p, "train on these GPUs, such as 0 or 0,1 (default: gpu(0) if MXNet can use it)")
     args = p.parse_args(argv)
-    if not 0 <= args.dropout < 1:
-        p.error("--dropout must be in [0, 1), got %s" % args.dropout)
-    if not 0 <= args.val_frac < 1:
-        p.error("--val-frac must be in [0, 1), got %s" % args.val_frac)
-    if args.learning_rate <= 0:
-        p.error("--learning-rate must be positive, got %s" % args.learning_rate)
-    if args.seed < 0:
-        p.error("--seed must not be negative")
-    if args.lr_anneal is not None and not 0 < args.lr_anneal < 1:
+    args.given = cli.given_options(p, argv)
+    if args.lr_factor > 1:
+        p.error("--lr-factor must be at most 1, got %s" % args.lr_factor)
+    if args.lr_anneal is not None and not args.lr_anneal < 1:
         p.error("--lr-anneal must be in (0, 1), got %s" % args.lr_anneal)
     if args.launch_local and not args.kv_store.startswith("dist"):
         args.kv_store = "dist_sync"
+    if args.lr_anneal is not None and args.kv_store.startswith("dist"):
+        p.error("--lr-anneal does not reach the parameter servers, where the optimizer lives under --kv-store "
+                "dist_*: use --lr-step-epochs, which the servers apply")
     if args.bf16 and args.rnn_backend == "fused":
         p.error("--bf16 needs --rnn-backend unrolled: MXNet 1.9.1's RNN operator has no bfloat16")
+    if args.bf16 and device.bf16_unavailable_reason():
+        p.error("--bf16 needs a CPU with AVX-512 bf16: %s" % device.bf16_unavailable_reason())
     if args.lr_anneal is not None and args.lr_step_epochs:
         p.error("--lr-anneal and --lr-step-epochs are two different schedules: choose one")
     return args
@@ -291,7 +288,7 @@ class Run:
             checkpoint.save_checkpoint(partial, param.epoch, None, self.to_tutorial(arg_params), aux_params)
             self.save_optimizer_states(partial, param.epoch)
             done = param.nbatch + self.skipped(param.epoch)
-            checkpoint.save_progress(self.args.prefix, param.epoch, done)
+            checkpoint.save_progress(self.args.prefix, param.epoch, done, self.args.batch_size)
             raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
                                   "written: carry on with the same command and --resume"
                                   % (self.stop_signal, param.epoch + 1, done), 128 + self.stop_signal)
@@ -307,8 +304,10 @@ class Run:
             checkpoint.clear_progress(self.args.prefix)
             logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.args.prefix, epoch + 1))
         seconds = time.time() - self.epoch_tic
+        optimizer = self.optimizer
         self.row = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
-                        val_perplexity="", val_bits_per_char="", learning_rate=self.optimizer.learning_rate,
+                        val_perplexity="", val_bits_per_char="", learning_rate=optimizer.learning_rate,
+                        optimizer=describe_optimizer(optimizer),
                         samples_per_sec=(self.batches_per_epoch - self.skipped(epoch)) * self.args.batch_size / seconds,
                         seconds=seconds)
         if not self.has_validation:
@@ -322,7 +321,7 @@ class Run:
         if loss < self.best_loss and self.writes:
             self.best_loss = loss
             best = "%s-best.params" % self.args.prefix
-            checkpoint.atomic_write(best, lambda tmp: shutil.copyfile(checkpoint.params_path(self.args.prefix, param.epoch + 1), tmp))
+            checkpoint.copy_file(checkpoint.params_path(self.args.prefix, param.epoch + 1), best)
             logging.info("Best validation loss so far: copied to %s", best)
         elif self.args.lr_anneal:
             lr = self.optimizer.learning_rate * self.args.lr_anneal
@@ -334,13 +333,7 @@ class Run:
         self.epoch_tic = time.time()
         if not self.writes:
             return
-        path = "%s-metrics.csv" % self.args.prefix
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(self.row)
+        checkpoint.append_metrics(self.args.prefix, self.row, METRICS_FIELDS)
         if self.args.keep:
             for old in checkpoint.epochs(self.args.prefix)[:-self.args.keep]:
                 for path in (checkpoint.params_path(self.args.prefix, old),
@@ -352,12 +345,16 @@ class Run:
 def resume_point(args):
     """(epoch, batch, params, states file) to carry on from: a signal's partial checkpoint when it is
     the newest, else the newest epoch checkpoint."""
-    epoch = checkpoint.latest_epoch(args.prefix)
+    found = checkpoint.epochs(args.prefix)
     progress = checkpoint.load_progress(args.prefix)
-    if progress and progress["epoch"] >= epoch:
+    if progress and (not found or progress["epoch"] >= found[-1]):
         source, epoch, batch = "%s-partial" % args.prefix, progress["epoch"], progress["batch"]
+        if progress.get("batch_size", args.batch_size) != args.batch_size:
+            raise checkpoint.CheckpointError(
+                "the run stopped after batch %d of epoch %d with --batch-size %d: resume it with the same "
+                "--batch-size (the batches of an epoch depend on it)" % (batch, epoch + 1, progress["batch_size"]))
     else:
-        source, batch = args.prefix, 0
+        source, epoch, batch = args.prefix, checkpoint.latest_epoch(args.prefix), 0
     params, aux = checkpoint.load_params(source, epoch)
     shape = checkpoint.model_shape(params)
     wanted = dict(num_lstm_layer=args.num_lstm_layer, num_hidden=args.num_hidden, num_embed=args.num_embed)
@@ -369,8 +366,38 @@ def resume_point(args):
     if not os.path.exists(states):
         logging.warning("No optimizer state %s (another backend, or an older checkpoint): the optimizer starts afresh",
                         states)
-        states = None
+        return epoch, batch, params, aux, None
+    saved = type(checkpoint.read_optimizer(states)).__name__.lower()
+    if "optimizer" in args.given and saved != args.optimizer:
+        logging.warning("--optimizer %s replaces the checkpoint's %s: the optimizer starts afresh", args.optimizer, saved)
+        return epoch, batch, params, aux, None
     return epoch, batch, params, aux, states
+
+
+# the options that FeedForward gives the optimizer, and the optimizer's attribute for each
+OPTIMIZER_OPTIONS = {"learning_rate": "lr", "wd": "wd", "momentum": "momentum", "clip_gradient": "clip_gradient"}
+
+
+def replace_saved_options(saved, fresh, given):
+    """Makes the optimizer loaded from a checkpoint follow the options given again on the command
+    line (from `fresh`, the optimizer built from them); it keeps its state and the rest."""
+    saved.rescale_grad = fresh.rescale_grad  # 1 / batch size: the batch size may have changed
+    for option, attr in OPTIMIZER_OPTIONS.items():
+        if option not in given or not hasattr(saved, attr):
+            continue
+        before, value = getattr(saved, attr), getattr(fresh, attr)
+        if option == "learning_rate":
+            before, value = saved.learning_rate, fresh.learning_rate
+            if saved.lr_scheduler is not None:
+                saved.lr_scheduler.base_lr = value
+            saved.lr = value
+        else:
+            setattr(saved, attr, value)
+        if before != value:
+            logging.info("--%s %s from the command line replaces the checkpoint's %s",
+                         option.replace("_", "-"), value, before)
+    if "lr_step_epochs" in given:
+        saved.lr_scheduler = fresh.lr_scheduler
 
 
 def train(args, contexts):
@@ -378,15 +405,21 @@ def train(args, contexts):
     if args.bf16 and any(ctx.device_type != "cpu" for ctx in contexts):
         raise device.DeviceError("--bf16 runs on the CPU only (MXNet 1.9.1 has bfloat16 for oneDNN); add --cpu")
     corpus = bucket_io.find_corpus(args.data, mirror=args.data_mirror)
+    if args.resume and checkpoint.load_progress(args.prefix) is None:
+        checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
+    kv = mx.kv.create(args.kv_store)
+    if kv.rank != 0:  # in distributed training only the first worker writes files
+        return train_with(args, contexts, corpus, kv)
+    with checkpoint.RunLock(args.prefix):
+        checkpoint.remove_stale_temporaries(args.prefix)
+        return train_with(args, contexts, corpus, kv)
+
+
+def train_with(args, contexts, corpus, kv):
     vocab = bucket_io.build_vocab(corpus)
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
-    saved_vocab = checkpoint.load_vocab(args.prefix) if args.resume else None
-    if saved_vocab is not None and saved_vocab != vocab:
-        raise checkpoint.CheckpointError("the checkpoint's vocabulary (%d characters) is not this corpus's (%d); "
-                                         "resume with the corpus it was trained on" % (len(saved_vocab), len(vocab)))
     buckets = sorted(args.buckets or [args.seq_len])
     train_sentences, val_sentences = load_sentences(corpus, args, buckets[-1])
-    kv = mx.kv.create(args.kv_store)
     max_batches = None
     if kv.num_workers > 1:
         # each worker trains on its own share; a synchronous store needs the same number of batches from each
@@ -423,14 +456,16 @@ def train(args, contexts):
     mx.random.seed(args.seed)
     initializer = mx.init.Xavier(factor_type="in", magnitude=2.34)
     begin_epoch, batch, arg_params, aux_params, states_file = 0, 0, None, None, None
-    if not args.resume and checkpoint.epochs(args.prefix) and kv.rank == 0:
+    earlier = checkpoint.epochs(args.prefix)
+    if not args.resume and (earlier or checkpoint.load_progress(args.prefix)) and kv.rank == 0:
         if not args.overwrite:
             raise checkpoint.CheckpointError(
-                "%s already has checkpoints (epochs %s): add --resume to carry on, or --overwrite to start again"
-                % (args.prefix, ",".join(map(str, checkpoint.epochs(args.prefix)))))
+                "%s already has checkpoints (%s): add --resume to carry on, or --overwrite to start again"
+                % (args.prefix, "epochs " + ",".join(map(str, earlier)) if earlier else "a stopped first epoch"))
         checkpoint.remove_run_files(args.prefix)
     if args.resume:
         begin_epoch, batch, arg_params, aux_params, states_file = resume_point(args)
+        checkpoint.check_vocab(args.prefix, vocab, arg_params["cls_weight"].shape[0])
         logging.info("Resuming at epoch %d%s", begin_epoch + 1, ", after batch %d" % batch if batch else "")
         data_train.resume_at(begin_epoch, batch)
     elif args.rnn_backend == "fused":  # the fused vector starts as the unrolled graph's parameters would
@@ -454,8 +489,9 @@ def train(args, contexts):
             base_lr=args.learning_rate)
 
     metric = CharPerplexity()
-    saved_symbol = lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label, args.num_hidden,
-                               args.num_embed, num_label, args.dropout)
+    with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
+        saved_symbol = lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label, args.num_hidden,
+                                   args.num_embed, num_label, args.dropout)
     run = Run(args, kv, metric, saved_symbol, data_train.num_batches, data_val is not None)
     if args.resume:
         run.resumed_at = (begin_epoch, batch)
@@ -469,6 +505,7 @@ def train(args, contexts):
         run.given_optimizer = optimizer
         if states_file and getattr(kv, "_updater", None) is not None:
             kv.load_optimizer_states(states_file)
+            replace_saved_options(kv._updater.optimizer, optimizer, args.given)
     kv.set_optimizer = set_optimizer
     with warnings.catch_warnings():
         # FeedForward is deprecated in MXNet 1.x in favour of Module; we keep the tutorial's API.
@@ -550,11 +587,13 @@ def main(argv=None):
         logging.info("Device: %s", why)
         train(args, contexts)
     except (bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
-        print("train_obama.py: error: %s" % err, file=sys.stderr)
-        return 2
+        return cli.fail("train_obama.py", err)
     except TrainingStopped as stop:
         print("train_obama.py: %s" % stop, file=sys.stderr)
         return stop.exit_code
+    except KeyboardInterrupt:
+        print("train_obama.py: interrupted", file=sys.stderr)
+        return cli.INTERRUPTED
     return 0
 
 

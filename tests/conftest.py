@@ -27,3 +27,12 @@ def small_corpus(obama_path, tmp_path_factory):
         lines = f.read().split("\n")[:300]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
+
+
+def _bf16_reason():
+    import device
+    return device.bf16_unavailable_reason()
+
+
+# bfloat16 runs only on CPUs with AVX-512 bf16; the suite runs on machines with and without it
+needs_bf16 = pytest.mark.skipif(_bf16_reason() is not None, reason="--bf16 cannot run here: %s" % _bf16_reason())

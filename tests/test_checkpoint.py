@@ -1,4 +1,7 @@
 import os
+import pickle
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -8,6 +11,8 @@ import checkpoint
 import reference
 from checkpoint import CheckpointError
 from lstm import lstm_unroll
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def nd_params(params):
@@ -98,3 +103,91 @@ def test_bad_vocab_file_is_a_clear_error(tmp_path):
     open(prefix + "-vocab.json", "w").write('{"ab": 1}')
     with pytest.raises(CheckpointError, match="single characters"):
         checkpoint.load_vocab(prefix)
+
+
+def truncating_save(real_save):
+    """MXNet's writer on a full disk: it reports nothing and leaves the file short."""
+    def save(path, data):
+        real_save(path, data)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 3)
+    return save
+
+
+def test_a_short_write_is_an_error_and_keeps_the_earlier_file(tmp_path, monkeypatch):
+    prefix = str(tmp_path / "m")
+    params = nd_params(reference.random_params(1, 5, 2, 2, 5))
+    checkpoint.save_checkpoint(prefix, 1, None, params, {})
+    before = open(checkpoint.params_path(prefix, 1), "rb").read()
+    monkeypatch.setattr(mx.nd, "save", truncating_save(mx.nd.save))
+    changed = {k: v + 1 for k, v in params.items()}
+    with pytest.raises(CheckpointError, match="does not read back as written"):
+        checkpoint.save_checkpoint(prefix, 1, None, changed, {})
+    assert open(checkpoint.params_path(prefix, 1), "rb").read() == before
+    assert os.listdir(tmp_path) == ["m-0001.params"]
+
+
+def test_the_symbol_file_is_written_only_when_it_changes(tmp_path):
+    prefix = str(tmp_path / "m")
+    five, six = lstm_unroll(1, 5, 9, 4, 3, 9), lstm_unroll(1, 6, 9, 4, 3, 9)
+    checkpoint.save_symbol(prefix, five)
+    path = prefix + "-symbol.json"
+    os.utime(path, (1, 1))
+    checkpoint.save_symbol(prefix, five)
+    assert os.stat(path).st_mtime == 1
+    checkpoint.save_symbol(prefix, six)
+    assert os.stat(path).st_mtime != 1
+    assert mx.sym.load(path).tojson() == six.tojson()
+
+
+def test_an_unwritable_prefix_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CheckpointError, match="cannot write under --prefix"):
+        checkpoint.RunLock(str(tmp_path / "file" / "m")).acquire()
+
+
+def test_one_run_per_prefix_and_the_lock_names_its_holder(tmp_path):
+    prefix = str(tmp_path / "m")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, %r); import checkpoint; "
+                               "lock = checkpoint.RunLock(%r).acquire(); print('held', flush=True); time.sleep(60)"
+                               % (REPO, prefix)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CheckpointError, match=r"another training run \(process %d\)" % holder.pid):
+            checkpoint.RunLock(prefix).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # a killed holder leaves no lock behind
+    with checkpoint.RunLock(prefix):
+        assert open(prefix + "-train.lock").read() == str(os.getpid())
+    assert not os.path.exists(prefix + "-train.lock")
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    prefix = str(tmp_path / "m")
+    for name in ("m-0002.params.tmp4242", "m-symbol.json.tmp17", "m-0001.params", "other-0001.params.tmp3"):
+        (tmp_path / name).write_text("x")
+    checkpoint.remove_stale_temporaries(prefix)
+    assert sorted(os.listdir(tmp_path)) == ["m-0001.params", "other-0001.params.tmp3"]
+
+
+def test_vocabulary_checks_say_what_differs(tmp_path):
+    prefix = str(tmp_path / "m")
+    checkpoint.save_vocab(prefix, {"a": 1, "b": 2, "c": 3})
+    checkpoint.check_vocab(prefix, {"a": 1, "b": 2, "c": 3}, 4)
+    with pytest.raises(CheckpointError, match=r"only the checkpoint has 'c'; only the corpus has 'z'.*--data"):
+        checkpoint.check_vocab(prefix, {"a": 1, "b": 2, "z": 3}, 4)
+    with pytest.raises(CheckpointError, match=r"same 3 characters, numbered in another order \('c' is 3 in the "
+                                              r"checkpoint, 2 here\)"):
+        checkpoint.check_vocab(prefix, {"a": 1, "c": 2, "b": 3}, 4)
+    os.remove(prefix + "-vocab.json")  # the tutorial's bare .params: only the label count tells
+    with pytest.raises(CheckpointError, match="predicts 3 characters but the corpus has 4.*--data"):
+        checkpoint.check_vocab(prefix, {"a": 1, "b": 2, "c": 3, "d": 4}, 4)
+
+
+def test_a_truncated_optimizer_state_is_a_clear_error(tmp_path):
+    path = tmp_path / "m-0001-unrolled.states"
+    path.write_bytes(pickle.dumps(({}, mx.optimizer.SGD(learning_rate=0.1)))[:40])
+    with pytest.raises(CheckpointError, match="unreadable .*delete it"):
+        checkpoint.read_optimizer(str(path))

@@ -135,3 +135,24 @@ def test_driver_stub_reports_no_device(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["0", "0", "100"], result.stderr
     assert os.listdir(tmp_path) == ["libcuda.so.1"]
+
+
+def test_bf16_needs_avx512_bf16_among_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n\nprocessor\t: 1\n")
+    assert device.cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2", "avx512f"}
+    assert "no AVX-512 bf16" in device.bf16_unavailable_reason({"avx2", "avx512f"})
+    assert device.bf16_unavailable_reason({"avx512f", "avx512_bf16"}) is None
+    assert device.cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_before_anything_is_written(monkeypatch, tmp_path, capsys):
+    import train_obama
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "fma"})
+    prefix = tmp_path / "run" / "m"
+    with pytest.raises(SystemExit) as stop:
+        train_obama.main(["--bf16", "--prefix", str(prefix), "--num-hidden", "16"])
+    assert stop.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--bf16 needs a CPU with AVX-512 bf16" in errors[0]
+    assert not (tmp_path / "run").exists()

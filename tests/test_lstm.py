@@ -2,6 +2,7 @@ import mxnet as mx
 import numpy as np
 
 import reference
+from conftest import needs_bf16
 from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_layer_params, fuse_lstm_params,
                   fused_inference_symbol, fused_layer_param_name, fused_lstm_unroll, lstm_inference_symbol,
                   lstm_unroll, unfuse_lstm_params)
@@ -217,6 +218,7 @@ def test_fused_dropout_reaches_the_layers_below_the_top():
     assert np.abs(top_train - top).max() > 1e-3
 
 
+@needs_bf16
 def test_bfloat16_graph_keeps_names_and_maths_to_bfloat16_precision():
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=16)
     rng = np.random.RandomState(17)

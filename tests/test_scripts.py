@@ -3,8 +3,10 @@ import logging
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import mxnet as mx
 import numpy as np
@@ -98,7 +100,7 @@ def test_train_bad_inputs_are_one_clear_line(small_corpus, tmp_path):
     assert_one_line_error(run("train_obama.py", "--data", small_corpus, "--seq-len", "100", "--prefix", prefix),
                           r"line 1 is 129 characters long, more than the largest bucket \(100\)")
     assert_one_line_error(run("train_obama.py", "--data", small_corpus, "--gpus", "0", "--prefix", prefix),
-                          "cannot train on GPU 0")
+                          "cannot use GPU 0")
     assert_one_line_error(run("train_obama.py", "--bf16", "--rnn-backend", "fused"), "--bf16 needs --rnn-backend unrolled")
     assert not os.path.exists(tmp_path / "m-0001.params")
 
@@ -109,7 +111,7 @@ def test_generate_bad_inputs_are_one_clear_line(trained, tmp_path):
     assert_one_line_error(run("generate.py", "The", "--prefix", str(tmp_path / "none")), "no checkpoint")
     assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--epoch", "7"), "not found")
     assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--sample", "--temperature", "0"),
-                          "--temperature must be positive")
+                          "--temperature: must be positive")
     broken = str(tmp_path / "broken")
     for suffix in ("-0001.params", "-vocab.json"):
         with open(prefix + suffix, "rb") as src, open(broken + suffix, "wb") as dst:
@@ -150,7 +152,7 @@ def test_generate_option_mistakes_are_one_clear_line(trained, tmp_path):
     assert_one_line_error(run("generate.py", "--prime-file", str(tmp_path / "missing.txt"), "--prefix", prefix),
                           "cannot read the prime file")
     assert_one_line_error(run("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path / "no" / "dir.txt")),
-                          "No such file or directory")
+                          "cannot write the output .*: No such file or directory")
 
 
 def test_defaults_are_the_tutorials():
@@ -159,3 +161,59 @@ def test_defaults_are_the_tutorials():
     assert (args.dropout, args.num_epoch, args.learning_rate, args.momentum, args.wd) == (0.2, 1, 0.01, 0.0, 0.0001)
     assert (args.optimizer, args.rnn_backend, args.kv_store, args.log_every) == ("sgd", "unrolled", "local", 20)
     assert args.prefix.endswith(os.path.join("checkpoints", "obama"))
+
+
+def test_generate_length_zero_prints_the_seed_only(trained):
+    prefix, _ = trained
+    result = run("generate.py", "The", "--prefix", prefix, "--length", "0")
+    assert result.returncode == 0 and result.stdout == "The\n", result.stderr
+
+
+def test_generate_finds_an_unwritable_output_before_generating(trained, tmp_path):
+    prefix, _ = trained
+    result = run("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path))  # a folder
+    assert_one_line_error(result, "cannot write the output .*: Is a directory")
+    assert "Loaded" not in result.stderr and os.listdir(tmp_path) == []
+
+
+def test_generate_more_samples_than_one_batch_holds_in_parts(trained, monkeypatch, capsys):
+    import generate
+    prefix, _ = trained
+    monkeypatch.setattr(generate, "MAX_STREAMS", 4)
+    assert generate.main(["The", "--prefix", prefix, "--length", "12", "--num-samples", "10", "--sample",
+                          "--seed", "3"]) == 0
+    samples = re.findall(r"=== sample (\d+) ===\n(.*)\n", capsys.readouterr().out)
+    assert [int(n) for n, _ in samples] == list(range(1, 11))
+    assert all(text.startswith("The") and len(text) == 15 for _, text in samples)
+    assert len({text for _, text in samples}) > 4  # the parts do not repeat each other
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--temperature", "nan"], "--temperature: must be a finite number"),
+    (["--seed", "99999999999"], "--seed: must be between 0 and"),
+    (["--prefix", " "], "--prefix: must name a path"),
+    (["--length", "-5"], "--length: must not be negative"),
+    (["--beam", "100000"], "--beam takes at most"),
+])
+def test_generate_refuses_numbers_that_make_no_sense(argv, message, capsys):
+    import generate
+    with pytest.raises(SystemExit) as stop:
+        generate.parse_args(["The"] + argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert stop.value.code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
+
+
+def test_ctrl_c_in_generate_is_quiet_and_leaves_no_file(trained, tmp_path):
+    prefix, _ = trained
+    out = tmp_path / "speech.txt"
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "generate.py"), "The", "--prefix", prefix,
+                             "--length", "10000000", "--output", str(out)],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    for line in proc.stderr:  # interrupt once it generates
+        if "Loaded" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert os.listdir(tmp_path) == []

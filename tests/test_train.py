@@ -14,6 +14,7 @@ import pytest
 
 import checkpoint
 import train_obama
+from conftest import needs_bf16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--batch-size", "8", "--log-every", "10"]
@@ -193,6 +194,7 @@ def test_fused_backend_resumes_an_unrolled_checkpoint(small_corpus, tmp_path, ca
     assert losses[1] < losses[0]
 
 
+@needs_bf16
 def test_bf16_trains_to_the_float32_loss_and_checkpoints_stay_float32(small_corpus, tmp_path, capsys):
     common = ["--data", small_corpus, "--optimizer", "adam", "--learning-rate", "0.01", "--num-epoch", "2"]
     assert train(*common, "--prefix", str(tmp_path / "fp32" / "m")) == 0
@@ -261,3 +263,178 @@ def test_plot_draws_the_learning_curves(small_corpus, tmp_path):
     assert train_obama.main(["--plot", "--prefix", prefix]) == 0
     with open(prefix + "-curves.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def one_error_line(err):
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+def test_a_failed_write_stops_training_and_keeps_the_earlier_epochs(small_corpus, tmp_path, monkeypatch, capsys):
+    prefix = str(tmp_path / "m")
+    common = ["--data", small_corpus, "--prefix", prefix]
+    assert train(*common) == 0
+    before = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}
+
+    def full_disk(path, data):  # MXNet's writer on a full disk: no error, a short file
+        with open(path, "wb") as f:
+            f.write(b"\x12\x01\x00\x00")
+    monkeypatch.setattr(mx.nd, "save", full_disk)
+    assert train(*common, "--resume", "--num-epoch", "2") == 2
+    errors = one_error_line(capsys.readouterr().err)
+    assert len(errors) == 1 and "m-0002.params failed: the file does not read back as written" in errors[0]
+    after = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}
+    assert after == before  # no new epoch, no temporary file, nothing changed
+
+
+def test_an_unwritable_prefix_is_one_line_before_training(small_corpus, tmp_path, capsys, caplog):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with caplog.at_level("INFO"):
+        assert train("--data", small_corpus, "--prefix", str(tmp_path / "file" / "m")) == 2
+    errors = one_error_line(capsys.readouterr().err)
+    assert len(errors) == 1 and "cannot write under --prefix" in errors[0]
+    assert "Start training" not in caplog.text
+
+
+def test_one_run_per_prefix_and_a_killed_runs_temporaries_go(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    first = run_script("--data", small_corpus, "--prefix", prefix, "--num-epoch", "50")
+    try:
+        wait_for(first, r'Saved checkpoint to ".*-0001.params"')
+        assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "60") == 2
+        errors = one_error_line(capsys.readouterr().err)
+        assert len(errors) == 1 and "another training run (process %d)" % first.pid in errors[0]
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    done = checkpoint.epochs(prefix)[-1]
+    stale = tmp_path / ("m-%04d.params.tmp%d" % (done + 1, first.pid))
+    stale.write_bytes(b"half a file")
+    assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", str(done + 1)) == 0
+    assert not stale.exists()
+    epochs = [int(r["epoch"]) for r in read_metrics(prefix)]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == done + 1
+
+
+def test_resume_follows_the_options_given_again(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    common = ["--data", small_corpus, "--prefix", prefix]
+    assert train(*common, "--learning-rate", "0.01", "--momentum", "0.5") == 0
+    with caplog.at_level("INFO"):
+        assert train(*common, "--resume", "--num-epoch", "2", "--learning-rate", "0.05") == 0
+    assert "--learning-rate 0.05 from the command line replaces the checkpoint's 0.01" in caplog.text
+    with caplog.at_level("INFO"):
+        assert train(*common, "--resume", "--num-epoch", "3", "--optimizer", "adam", "--learning-rate", "0.002",
+                     "--wd", "0") == 0
+    assert "--optimizer adam replaces the checkpoint's sgd: the optimizer starts afresh" in caplog.text
+    assert train(*common, "--resume", "--num-epoch", "4") == 0  # nothing given again: the saved optimizer goes on
+    rows = read_metrics(prefix)
+    assert [float(r["learning_rate"]) for r in rows] == [0.01, 0.05, 0.002, 0.002]
+    assert [r["optimizer"] for r in rows] == ["sgd wd=0.0001 momentum=0.5", "sgd wd=0.0001 momentum=0.5",
+                                              "adam wd=0", "adam wd=0"]
+
+
+def test_ctrl_c_in_the_first_epoch_resumes_from_its_partial_checkpoint(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    common = ["--data", small_corpus, "--prefix", prefix, "--log-every", "5"]
+    proc = run_script(*common)
+    wait_for(proc, r"Epoch\[0\] Batch \[0-5\]")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130 and "--resume" in out and "Traceback" not in out
+    assert checkpoint.epochs(prefix) == []
+    assert train(*common) == 2  # a fresh run would throw the stopped epoch away
+    assert "a stopped first epoch" in capsys.readouterr().err
+    assert train(*common, "--resume", "--batch-size", "4") == 2
+    assert "resume it with the same --batch-size" in one_error_line(capsys.readouterr().err)[0]
+    assert train(*common, "--resume") == 0
+    assert checkpoint.epochs(prefix) == [1] and checkpoint.load_progress(prefix) is None
+
+
+def test_a_truncated_optimizer_state_is_one_line(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix) == 0
+    states = prefix + "-0001-unrolled.states"
+    data = open(states, "rb").read()
+    open(states, "wb").write(data[: len(data) // 2])
+    assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2") == 2
+    errors = one_error_line(capsys.readouterr().err)
+    assert len(errors) == 1 and "is unreadable" in errors[0]
+
+
+def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix) == 0
+    os.remove(prefix + "-vocab.json")  # as the tutorial's checkpoints come
+    other = tmp_path / "other.txt"
+    other.write_text("xyz\n" * 50, encoding="utf-8")
+    assert train("--data", str(other), "--prefix", prefix, "--resume", "--num-epoch", "2") == 2
+    errors = one_error_line(capsys.readouterr().err)
+    assert len(errors) == 1 and "corpus has 4: give the corpus it was trained on with --data" in errors[0]
+    assert not os.path.exists(prefix + "-vocab.json")
+    assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2") == 0
+    assert checkpoint.epochs(prefix) == [1, 2]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning-rate", "nan"], "--learning-rate: must be a finite number"),
+    (["--learning-rate", "inf"], "--learning-rate: must be a finite number"),
+    (["--learning-rate", "0"], "--learning-rate: must be positive"),
+    (["--wd", "nan"], "--wd: must be a finite number"),
+    (["--momentum", "-0.9"], "--momentum: must not be negative"),
+    (["--clip-gradient", "-5"], "--clip-gradient: must be positive"),
+    (["--lr-factor", "2"], "--lr-factor must be at most 1"),
+    (["--seed", "4294967296"], "--seed: must be between 0 and 4294967295"),
+    (["--seed", "-1"], "--seed: must be between 0 and 4294967295"),
+    (["--prefix", ""], "--prefix: must name a path"),
+    (["--dropout", "1"], r"--dropout: must be in \[0, 1\)"),
+    (["--num-epoch", "two"], "--num-epoch: expected a whole number"),
+    (["--lr-anneal", "0.5", "--kv-store", "dist_sync"], "--lr-anneal does not reach the parameter servers"),
+])
+def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_obama.parse_args(argv)
+    errors = one_error_line(capsys.readouterr().err)
+    assert stop.value.code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
+
+
+def test_ctrl_c_during_start_up_is_quiet(small_corpus, tmp_path):
+    prefix = tmp_path / "run" / "m"
+    proc = run_script("--data", small_corpus, "--prefix", str(prefix))
+    time.sleep(1.0)  # MXNet is loading, or the corpus being read
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "Traceback" not in out, out
+    left = os.listdir(prefix.parent) if prefix.parent.exists() else []
+    assert not [name for name in left if ".tmp" in name or name.endswith(".lock")]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs of its own, where the machine lets the tests mount one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here: %s" % mounted.stderr.strip())
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_really_full_disk_stops_training_and_keeps_the_earlier_epochs(small_corpus, small_disk):
+    prefix = str(small_disk / "m")
+    common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam"]
+    assert run_script(*common).wait(timeout=120) == 0
+    before = {name: open(small_disk / name, "rb").read() for name in os.listdir(small_disk)}
+    with open(small_disk / "filler", "wb", buffering=0) as filler:  # fill the disk, then leave 8 KB: too little for a checkpoint
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(small_disk / "filler", os.path.getsize(small_disk / "filler") - 8192)
+    proc = run_script(*common, "--resume", "--num-epoch", "2")
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    assert re.search(r"error: writing .*m-0002.params failed: .*disk full", out)
+    os.remove(small_disk / "filler")
+    assert {name: open(small_disk / name, "rb").read() for name in os.listdir(small_disk)} == before

@@ -1,0 +1,141 @@
+"""The command-line pieces that train_obama.py and generate.py share: argument types that refuse
+numbers which make no sense, the common options, and a quiet end on Ctrl-C.
+
+Light on purpose (no MXNet): the scripts import it first, so that a Ctrl-C while MXNet loads
+already ends quietly.
+"""
+import argparse
+import math
+import signal
+import sys
+
+# numpy's RandomState and MXNet's generators both take seeds below 2**32
+MAX_SEED = 2 ** 32 - 1
+INTERRUPTED = 128 + signal.SIGINT
+
+
+def exit_quietly_on_interrupt():
+    """Makes Ctrl-C end the process with status 130 and no traceback (`finally` blocks still run,
+    so temporary files are removed). Scripts call it before loading MXNet."""
+    def handler(_signum, _frame):
+        raise SystemExit(INTERRUPTED)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _number(text, convert, kind):
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (kind, text))
+
+
+def positive_int(text):
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1, got %s" % text)
+    return value
+
+
+def non_negative_int(text):
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative, got %s" % text)
+    return value
+
+
+def int_list(text):
+    """'10,20' or '10 20' -> [10, 20]: positive numbers."""
+    try:
+        values = [int(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected numbers separated by commas, got %r" % text)
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive numbers, got %r" % text)
+    return values
+
+
+def finite_float(text):
+    value = _number(text, float, "a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("must be a finite number, got %s" % text)
+    return value
+
+
+def non_negative_float(text):
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative, got %s" % text)
+    return value
+
+
+def positive_float(text):
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive, got %s" % text)
+    return value
+
+
+def fraction(text):
+    """A number in [0, 1)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("must be in [0, 1), got %s" % text)
+    return value
+
+
+def random_seed(text):
+    value = _number(text, int, "a whole number")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError("must be between 0 and %d, got %s" % (MAX_SEED, text))
+    return value
+
+
+def epoch_number(text):
+    """An epoch number, or "best"."""
+    if text == "best":
+        return text
+    value = _number(text, int, 'an epoch number or "best"')
+    if value < 1:
+        raise argparse.ArgumentTypeError("epochs count from 1, got %s" % text)
+    return value
+
+
+def prefix_path(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a path, such as checkpoints/obama")
+    return text
+
+
+def add_checkpoint_options(parser, default_prefix):
+    parser.add_argument("--prefix", type=prefix_path, default=default_prefix,
+                        help="checkpoint prefix (default: checkpoints/obama)")
+
+
+def add_corpus_options(parser, default_mirror, help_text):
+    parser.add_argument("--data", help=help_text)
+    parser.add_argument("--data-mirror", default=default_mirror,
+                        help="folder holding obama.txt to copy from when data/obama.txt is missing")
+
+
+def add_device_options(parser, gpus_help):
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--gpus", help=gpus_help)
+    where.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is usable")
+
+
+def given_options(parser, argv):
+    """The destinations of the options that `argv` sets explicitly (not left at their default)."""
+    defaults = [(action, action.default) for action in parser._actions]
+    for action, _ in defaults:
+        action.default = argparse.SUPPRESS
+    try:
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in defaults:
+            action.default = default
+
+
+def fail(script, message, status=2):
+    """Prints one error line, as argparse does, and returns the exit status."""
+    print("%s: error: %s" % (script, message), file=sys.stderr)
+    return status
