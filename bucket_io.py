@@ -138,6 +138,25 @@ def split_sentences(content, seperate_char, max_len, split_long_lines=False):
     return sentences
 
 
+def corpus_sentences(content, max_len, stream=False, split_long_lines=False, val_frac=0.0):
+    """The training and the held-out sentences of a text: one a line, or (`stream`) pieces of
+    `max_len` cut from the continuous text; the last `val_frac` of them held out."""
+    if stream:
+        sentences = [content[i:i + max_len] for i in range(0, len(content), max_len)]
+    else:
+        sentences = split_sentences(content, "\n", max_len, split_long_lines)
+    held_out = int(round(len(sentences) * val_frac))
+    return sentences[:len(sentences) - held_out], sentences[len(sentences) - held_out:]
+
+
+def worker_share(sentences, buckets, batch_size, rank, num_workers):
+    """Worker `rank`'s share of the sentences, and the batches an epoch that every worker can make
+    (a synchronous store needs the same number from each)."""
+    per_worker = len(sentences) // num_workers
+    shares = [sentences[r * per_worker:(r + 1) * per_worker] for r in range(num_workers)]
+    return shares[rank], min(count_batches(share, buckets, batch_size) for share in shares)
+
+
 def count_batches(sentences, buckets, batch_size):
     """How many full batches BucketSentenceIter makes of these sentences."""
     sizes = sorted(buckets)

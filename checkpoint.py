@@ -1,14 +1,16 @@
-"""Reading and writing checkpoints in the tutorial's format.
+"""Every file under a checkpoint prefix: their names, writing them safely, reading them back.
 
 A checkpoint is `<prefix>-symbol.json` and `<prefix>-%04d.params` (as `mx.model.save_checkpoint`
 writes them, so `mx.model.load_checkpoint` reads ours and we read the tutorial's), plus
-`<prefix>-vocab.json`, the character-to-id map. Every file is written under a temporary name and
-renamed, so a crash never leaves a half file under the final name.
+`<prefix>-vocab.json`, the character-to-id map. Training adds the files of FILES below. Every file
+is written under a temporary name, read back, and renamed, so neither a crash nor a full disk
+ever leaves a half file under the final name.
 """
 import csv
 import fcntl
 import glob
 import json
+import logging
 import os
 import pickle
 import re
@@ -18,34 +20,57 @@ import device  # noqa: F401  (makes the CUDA libraries visible before mxnet load
 import mxnet as mx
 from mxnet.base import MXNetError
 
+import bucket_io
+from lstm import lstm_param_shapes
+
 DEFAULT_PREFIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "obama")
+
+# The files under a prefix, by what they hold: the one place their names are spelled.
+FILES = {
+    "symbol": "%s-symbol.json",           # the training graph, as the tutorial saved it
+    "vocab": "%s-vocab.json",             # character -> id
+    "params": "%s-%04d.params",           # the weights after epoch N
+    "states": "%s-%04d-%s.states",        # the optimizer after epoch N, per backend
+    "best": "%s-best.params",             # the epoch with the lowest validation loss
+    "partial": "%s-partial-%04d.params",  # the weights of a run stopped inside epoch N + 1
+    "partial_states": "%s-partial-%04d-%s.states",
+    "metrics": "%s-metrics.csv",          # a row an epoch
+    "run": "%s-run.json",                 # the run record: options, model, how far, best loss
+    "curves": "%s-curves.png",            # plot_curves.py's picture of the metrics
+    "lock": "%s-train.lock",              # held by the one training run using the prefix
+}
+
+
+def path(kind, prefix, *numbers):
+    """The name of a file of `kind` (a key of FILES) under `prefix`."""
+    return FILES[kind] % ((prefix,) + numbers)
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or not an LSTM of the tutorial's shape."""
 
 
-def atomic_write(path, write, verify=None):
+def atomic_write(target, write, verify=None):
     """Calls write(tmp_path), checks the result with verify(tmp_path) when given, then renames the
     temporary file to `path`. Any failure is a CheckpointError; the earlier file stays as it was.
 
     MXNet's own writers do not report a full disk, so what they write is read back (`verify`).
     """
-    tmp = "%s.tmp%d" % (path, os.getpid())
+    tmp = "%s.tmp%d" % (target, os.getpid())
     try:
-        directory = os.path.dirname(path)
+        directory = os.path.dirname(target)
         if directory:
             os.makedirs(directory, exist_ok=True)
         write(tmp)
         if verify is not None and not verify(tmp):
             raise CheckpointError("writing %s failed: the file does not read back as written (disk full?); "
-                                  "the files written before stay as they were" % path)
-        os.replace(tmp, path)
+                                  "the files written before stay as they were" % target)
+        os.replace(tmp, target)
     except OSError as err:
-        raise CheckpointError("cannot write %s: %s" % (path, err.strerror or err))
+        raise CheckpointError("cannot write %s: %s" % (target, err.strerror or err))
     except MXNetError:
         raise CheckpointError("writing %s failed: MXNet's writer could not write it all (disk full?); "
-                              "the files written before stay as they were" % path)
+                              "the files written before stay as they were" % target)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -53,7 +78,7 @@ def atomic_write(path, write, verify=None):
 
 def params_path(prefix, epoch):
     """`<prefix>-%04d.params`, or `<prefix>-best.params` for epoch "best"."""
-    return "%s-best.params" % prefix if epoch == "best" else "%s-%04d.params" % (prefix, epoch)
+    return path("best", prefix) if epoch == "best" else path("params", prefix, epoch)
 
 
 def _write_text(text):
@@ -64,16 +89,16 @@ def _write_text(text):
 
 
 def _reads_back_as(text):
-    def verify(path):
-        with open(path, encoding="utf-8") as f:
+    def verify(written):
+        with open(written, encoding="utf-8") as f:
             return f.read() == text
     return verify
 
 
 def _holds(arrays):
-    def verify(path):
+    def verify(written):
         try:
-            saved = mx.nd.load(path)
+            saved = mx.nd.load(written)
         except MXNetError:
             return False
         return isinstance(saved, dict) and saved.keys() == arrays.keys() and all(
@@ -83,14 +108,14 @@ def _holds(arrays):
 
 def save_symbol(prefix, symbol):
     """Writes `<prefix>-symbol.json` (the text Symbol.save writes), only when it changes."""
-    _save_text("%s-symbol.json" % prefix, symbol.tojson())
+    _save_text(path("symbol", prefix), symbol.tojson())
 
 
-def save_params(path, arg_params, aux_params):
+def save_params(target, arg_params, aux_params):
     """Writes parameters with the names and layout of mx.model.save_checkpoint."""
     save_dict = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     save_dict.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    atomic_write(path, lambda tmp: mx.nd.save(tmp, save_dict), _holds(save_dict))
+    atomic_write(target, lambda tmp: mx.nd.save(tmp, save_dict), _holds(save_dict))
 
 
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
@@ -105,32 +130,33 @@ def copy_file(source, target):
     with open(source, "rb") as f:
         content = f.read()
 
-    def verify(path):
-        with open(path, "rb") as f:
+    def verify(written):
+        with open(written, "rb") as f:
             return f.read() == content
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp), verify)
 
 
-def _save_text(path, text):
+def _save_text(target, text):
     """Writes a text file, checked, unless it already holds `text`."""
-    if os.path.exists(path) and _reads_back_as(text)(path):
+    if os.path.exists(target) and _reads_back_as(text)(target):
         return
-    atomic_write(path, _write_text(text), _reads_back_as(text))
+    atomic_write(target, _write_text(text), _reads_back_as(text))
 
 
-def _save_json(path, value):
-    _save_text(path, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
+def _save_json(target, value):
+    _save_text(target, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
 
 
 class RunLock:
-    """Holds `<prefix>-train.lock` for as long as one training run uses the prefix.
+    """Holds `<prefix>-train.lock` for as long as one training run uses the prefix, and removes
+    the temporary files that a killed run left there.
 
     An fcntl lock: the kernel releases it when the process ends, even by kill -9, so no stale
     lock is ever left to remove by hand. Taking it also proves that the prefix can be written.
     """
 
     def __init__(self, prefix):
-        self.path = "%s-train.lock" % prefix
+        self.prefix, self.path = prefix, path("lock", prefix)
         self.file = None
 
     def acquire(self):
@@ -147,7 +173,7 @@ class RunLock:
                     holder = f.read().strip() or "unknown"
                     f.close()
                     raise CheckpointError("another training run (process %s) is using --prefix %s; wait for it to "
-                                          "end or choose another --prefix" % (holder, self.path[:-len("-train.lock")]))
+                                          "end or choose another --prefix" % (holder, self.prefix))
                 if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino:
                     self.file = f  # else the holder before us removed the file meanwhile: take the new one
                 else:
@@ -155,9 +181,9 @@ class RunLock:
             self.file.truncate(0)
             self.file.write(str(os.getpid()))
             self.file.flush()
+            remove_stale_temporaries(self.prefix)  # what a killed run left: no run writes them now
         except OSError as err:
-            raise CheckpointError("cannot write under --prefix %s: %s" % (self.path[:-len("-train.lock")],
-                                                                         err.strerror or err))
+            raise CheckpointError("cannot write under --prefix %s: %s" % (self.prefix, err.strerror or err))
         return self
 
     def release(self):
@@ -175,27 +201,41 @@ class RunLock:
 
 def remove_stale_temporaries(prefix):
     """Removes the temporary files that a killed run left under `prefix` (call it holding the lock)."""
-    for path in glob.glob(glob.escape(prefix) + "-*.tmp[0-9]*"):
-        os.remove(path)
+    for stale in glob.glob(glob.escape(prefix) + "-*.tmp[0-9]*"):
+        os.remove(stale)
 
 
 def save_vocab(prefix, vocab):
-    _save_json("%s-vocab.json" % prefix, vocab)
+    _save_json(path("vocab", prefix), vocab)
+
+
+def _load_json(source, what):
+    try:
+        with open(source, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError("cannot read the %s %s: %s" % (what, source, err))
 
 
 def load_vocab(prefix):
     """The vocabulary saved beside a checkpoint, or None when there is none (the tutorial's)."""
-    path = "%s-vocab.json" % prefix
-    if not os.path.exists(path):
+    source = path("vocab", prefix)
+    if not os.path.exists(source):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            vocab = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError("cannot read the vocabulary %s: %s" % (path, err))
+    vocab = _load_json(source, "vocabulary")
     if not isinstance(vocab, dict) or not all(isinstance(k, str) and len(k) == 1 and isinstance(v, int) and v > 0
                                               for k, v in vocab.items()):
-        raise CheckpointError("%s is not a map from single characters to positive ids" % path)
+        raise CheckpointError("%s is not a map from single characters to positive ids" % source)
+    return vocab
+
+
+def load_vocab_or_build(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
+    """The checkpoint's saved vocabulary, or (for the tutorial's bare .params) the corpus's."""
+    vocab = load_vocab(prefix)
+    if vocab is None:
+        corpus = bucket_io.find_corpus(corpus, mirror=mirror)
+        logging.info("No %s; building the vocabulary from %s", path("vocab", prefix), corpus)
+        vocab = bucket_io.build_vocab(corpus)
     return vocab
 
 
@@ -245,20 +285,24 @@ def latest_epoch(prefix):
 
 
 def load_params(prefix, epoch):
-    """The (arg_params, aux_params) of an epoch.
+    """The (arg_params, aux_params) of an epoch (a number, or "best").
 
     Read without the symbol file (what mx.model.load_checkpoint does besides), so that a bare
     `obama-0075.params` from the tutorial loads too.
     """
-    path = params_path(prefix, epoch)
-    if not os.path.exists(path):
-        raise CheckpointError("checkpoint not found: %s" % path)
+    return load_params_file(params_path(prefix, epoch))
+
+
+def load_params_file(source):
+    """The (arg_params, aux_params) of a parameter file written as mx.model.save_checkpoint does."""
+    if not os.path.exists(source):
+        raise CheckpointError("checkpoint not found: %s" % source)
     try:
-        saved = mx.nd.load(path)
+        saved = mx.nd.load(source)
     except MXNetError:
-        raise CheckpointError("%s is not a readable MXNet parameter file (corrupt or truncated?)" % path)
+        raise CheckpointError("%s is not a readable MXNet parameter file (corrupt or truncated?)" % source)
     if not isinstance(saved, dict):
-        raise CheckpointError("%s holds no named parameters" % path)
+        raise CheckpointError("%s holds no named parameters" % source)
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, _, name = key.partition(":")
@@ -270,73 +314,97 @@ def load_params(prefix, epoch):
 
 
 def model_shape(arg_params):
-    """The hyper-parameters of an LSTM checkpoint, read off its parameter shapes."""
+    """The hyper-parameters of an LSTM checkpoint (tutorial names), read off its parameter shapes."""
     try:
         num_layers = 0
         while "l%d_i2h_weight" % num_layers in arg_params:
             num_layers += 1
         input_size, num_embed = arg_params["embed_weight"].shape
         num_label, num_hidden = arg_params["cls_weight"].shape
-        expected = {"cls_bias": (num_label,)}
-        for i in range(num_layers):
-            fan_in = num_embed if i == 0 else num_hidden
-            expected.update({"l%d_i2h_weight" % i: (4 * num_hidden, fan_in), "l%d_i2h_bias" % i: (4 * num_hidden,),
-                             "l%d_h2h_weight" % i: (4 * num_hidden, num_hidden), "l%d_h2h_bias" % i: (4 * num_hidden,)})
     except (KeyError, ValueError):
         raise CheckpointError("the parameters are not those of the tutorial's LSTM (need embed_weight, "
                               "l0_i2h_weight, ..., cls_weight)")
+    if num_layers == 0:
+        raise CheckpointError("the parameters hold no LSTM layer (l0_i2h_weight is missing)")
+    expected = dict(lstm_param_shapes(num_layers, num_hidden, num_embed), cls_bias=(num_label,))
     for name, shape in expected.items():
         if name not in arg_params or tuple(arg_params[name].shape) != shape:
             raise CheckpointError("parameter %s should have shape %s" % (name, shape))
-    if num_layers == 0:
-        raise CheckpointError("the parameters hold no LSTM layer (l0_i2h_weight is missing)")
     return dict(num_lstm_layer=num_layers, input_size=input_size, num_hidden=num_hidden,
                 num_embed=num_embed, num_label=num_label)
 
 
-def save_progress(prefix, epoch, batch, batch_size):
-    """Notes where a stopped run was: `batch` batches of `batch_size` into epoch `epoch` (0-based)."""
-    _save_json("%s-progress.json" % prefix, {"epoch": epoch, "batch": batch, "batch_size": batch_size})
+def _read_run(prefix):
+    source = path("run", prefix)
+    return _load_json(source, "run record") if os.path.exists(source) else None
 
 
-def load_progress(prefix):
-    path = "%s-progress.json" % prefix
-    if not os.path.exists(path):
+def load_run(prefix):
+    """The run record of the training under `prefix` (see save_run), or None where there is none."""
+    record = _read_run(prefix)
+    if record is None:
         return None
-    try:
-        with open(path) as f:
-            progress = json.load(f)
-        return {key: int(value) for key, value in progress.items() if key in ("epoch", "batch", "batch_size")}
-    except (OSError, ValueError, AttributeError, TypeError):
-        raise CheckpointError("%s is not readable; delete it to resume from the last full epoch" % path)
+    if not isinstance(record, dict) or not isinstance(record.get("epoch"), int) \
+            or not isinstance(record.get("batch"), int):
+        raise CheckpointError("%s is not a run record; delete it to resume from the newest epoch" % path("run", prefix))
+    return record
 
 
-def read_optimizer(path):
+def save_run(prefix, **changes):
+    """Updates the run record `<prefix>-run.json`: the options, the model's shape and backend, how
+    far training got (`epoch` epochs done, then `batch` batches of the next, whose weights are the
+    partial checkpoint) and the best validation loss so far."""
+    record = _read_run(prefix)
+    record = dict(record if isinstance(record, dict) else {}, **changes)
+    _save_json(path("run", prefix), record)
+
+
+def read_optimizer(source):
     """The optimizer saved in an optimizer-state file (kv.save_optimizer_states with dump_optimizer)."""
     try:
-        with open(path, "rb") as f:
+        with open(source, "rb") as f:
             saved = pickle.load(f)
         _, optimizer = saved
     except Exception as err:  # a truncated or foreign file: pickle raises many kinds of error
         raise CheckpointError("the optimizer state %s is unreadable (%s: truncated?); delete it to resume with "
-                              "the optimizer started afresh" % (path, type(err).__name__))
+                              "the optimizer started afresh" % (source, type(err).__name__))
     if not isinstance(optimizer, mx.optimizer.Optimizer):
         raise CheckpointError("%s holds no MXNet optimizer; delete it to resume with the optimizer started afresh"
-                              % path)
+                              % source)
     return optimizer
+
+
+def resume_point(prefix, backend):
+    """Where a run under `prefix` carries on: (epoch, batch, arg_params, aux_params, optimizer-state
+    file or None, run record or None). The partial checkpoint of a stopped run when it is the
+    newest, else the newest epoch checkpoint."""
+    record = load_run(prefix)
+    if record and record["batch"] > 0:
+        epoch, batch = record["epoch"], record["batch"]
+        arg_params, aux_params = load_params_file(path("partial", prefix, epoch))
+        states = path("partial_states", prefix, epoch, backend)
+    else:
+        epoch, batch = latest_epoch(prefix), 0
+        arg_params, aux_params = load_params(prefix, epoch)
+        states = path("states", prefix, epoch, backend)
+    return epoch, batch, arg_params, aux_params, states if os.path.exists(states) else None, record
+
+
+def clear_partial(prefix):
+    """Forgets a stopped run's partial checkpoint once a full epoch has been written after it."""
+    for stale in glob.glob(glob.escape(prefix) + "-partial-*"):
+        os.remove(stale)
 
 
 def append_metrics(prefix, row, fields):
     """Adds one epoch's row to `<prefix>-metrics.csv` (a file begun by an older version keeps its columns)."""
-    path = "%s-metrics.csv" % prefix
+    target = path("metrics", prefix)
     try:
-        if os.path.exists(path):
-            with open(path, newline="") as f:
+        header = not os.path.exists(target)
+        if not header:
+            with open(target, newline="") as f:
                 fields = next(csv.reader(f), None) or fields
-            header = False
-        else:
-            header = True
-        with open(path, "a", newline="") as f:
+        with open(target, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if header:
                 writer.writeheader()
@@ -344,20 +412,27 @@ def append_metrics(prefix, row, fields):
             f.flush()
             os.fsync(f.fileno())
     except OSError as err:
-        raise CheckpointError("cannot write %s: %s" % (path, err.strerror or err))
+        raise CheckpointError("cannot write %s: %s" % (target, err.strerror or err))
 
 
-def clear_progress(prefix):
-    """Forgets a stopped run's partial checkpoint once a full epoch has been written after it."""
-    for path in glob.glob(glob.escape(prefix) + "-partial-*") + ["%s-progress.json" % prefix]:
-        if os.path.exists(path):
-            os.remove(path)
+def read_metrics(prefix):
+    """The rows of `<prefix>-metrics.csv`, as dictionaries of strings."""
+    source = path("metrics", prefix)
+    if not os.path.exists(source):
+        raise CheckpointError("no %s; train first" % source)
+    with open(source, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _pattern(template):
+    """A FILES template as a regular expression over the part of a name after `<prefix>`."""
+    parts = re.split(r"(%04d|%s)", template[len("%s"):])
+    return "".join({"%04d": r"\d{4,}", "%s": r"\w+"}.get(part, re.escape(part)) for part in parts)
 
 
 def remove_run_files(prefix):
-    """Removes what a training run wrote under `prefix`, before another starts there afresh."""
-    for path in glob.glob(glob.escape(prefix) + "-*"):
-        name = path[len(prefix) + 1:]
-        if re.fullmatch(r"\d{4,}\.params|\d{4,}-\w+\.states|best\.params|metrics\.csv|curves\.png|progress\.json"
-                        r"|symbol\.json|vocab\.json|partial-.*", name):
-            os.remove(path)
+    """Removes what a training run wrote under `prefix` (the FILES), before another starts there afresh."""
+    names = re.compile("|".join(_pattern(template) for kind, template in FILES.items() if kind != "lock"))
+    for found in glob.glob(glob.escape(prefix) + "-*"):
+        if names.fullmatch(found[len(prefix):]):
+            os.remove(found)

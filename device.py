@@ -8,6 +8,7 @@ first (RTLD_GLOBAL) makes them visible. With the CPU wheel this does nothing.
 import ctypes
 import glob
 import importlib.metadata
+import logging
 import os
 import shutil
 import subprocess
@@ -215,6 +216,13 @@ def bf16_unavailable_reason(flags=None):
     if "avx512_bf16" not in flags:
         return "this CPU has no AVX-512 bf16 (avx512_bf16 is not among its flags in /proc/cpuinfo)"
     return None
+
+
+def contexts_for(gpus_text=None, cpu=False):
+    """The contexts for the commands' --gpus and --cpu flags, the choice logged in one line."""
+    contexts, why = choose_contexts(gpus=parse_gpu_list(gpus_text) if gpus_text else None, cpu=cpu)
+    logging.info("Device: %s", why)
+    return contexts
 
 
 def parse_gpu_list(text):

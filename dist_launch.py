@@ -1,11 +1,13 @@
-"""Starts MXNet's parameter server on this machine for trying distributed training:
-a scheduler, S servers and N workers on 127.0.0.1, configured by the DMLC_* variables.
+"""Starts MXNet's parameter server on this machine for trying distributed training: a scheduler,
+S servers and N workers on 127.0.0.1, configured by the DMLC_* variables, each worker running
+train_obama.py with the training flags given here.
 
-    python train_obama.py --launch-local 2 --num-servers 1 --kv-store dist_sync [training flags]
+    python dist_launch.py --num-workers 2 --num-servers 1 --kv-store dist_sync [training flags]
 
 Each process's lines are printed with its role and number in front. When a worker fails, all
 the others are stopped; the exit status is the worst of the workers'. No process is left behind.
 """
+import argparse
 import os
 import signal
 import socket
@@ -13,6 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+
+import cli
+
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_obama.py")
 
 
 def free_port():
@@ -78,3 +84,26 @@ def launch_local(worker_command, num_workers, num_servers, timeout=None):
                 proc.wait()
         for thread in threads:
             thread.join(timeout=5)
+
+
+def parse_args(argv=None):
+    """The launcher's own flags, and the training flags that go on to every worker."""
+    p = argparse.ArgumentParser(description="Train on MXNet's parameter server, every process on this machine. "
+                                            "Flags not listed here go to train_obama.py.")
+    p.add_argument("--num-workers", type=cli.positive_int, default=2, help="training processes (default 2)")
+    p.add_argument("--num-servers", type=cli.positive_int, default=1, help="parameter servers (default 1)")
+    p.add_argument("--kv-store", choices=["dist_sync", "dist_async"], default="dist_sync",
+                   help="dist_sync sums every worker's gradients each step; dist_async applies them as they come")
+    p.add_argument("--timeout", type=cli.positive_int, help="stop everything after this many seconds")
+    return p.parse_known_args(argv)
+
+
+def main(argv=None):
+    args, training_flags = parse_args(argv)
+    worker = [sys.executable, TRAIN_SCRIPT] + training_flags + ["--kv-store", args.kv_store]
+    return launch_local(worker, args.num_workers, args.num_servers, args.timeout)
+
+
+if __name__ == "__main__":
+    cli.exit_quietly_on_interrupt()
+    sys.exit(main())

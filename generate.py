@@ -174,16 +174,6 @@ def beam_search(model, vocab, seed, length=100):
     return seed + texts[0], float(scores[0])
 
 
-def load_vocab_for(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
-    """The checkpoint's saved vocabulary, or (for the tutorial's bare .params) the corpus's."""
-    vocab = checkpoint.load_vocab(prefix)
-    if vocab is None:
-        corpus = bucket_io.find_corpus(corpus, mirror=mirror)
-        logging.info("No %s-vocab.json; building the vocabulary from %s", prefix, corpus)
-        vocab = bucket_io.build_vocab(corpus)
-    return vocab
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Generate text from a trained character-level LSTM.")
     p.add_argument("seed_text", metavar="SEED", nargs="?", help='the text to start from, such as "The United States"')
@@ -204,8 +194,8 @@ def parse_args(argv=None):
     p.add_argument("--stop-at", help="end a sample once it has produced this string")
     p.add_argument("--stream", action="store_true", help="print characters as they are generated")
     p.add_argument("--output", help="write the text to this file instead of standard output")
-    p.add_argument("--data", help="corpus to build the vocabulary from when the checkpoint has no -vocab.json")
-    p.add_argument("--data-mirror", default=bucket_io.DEFAULT_MIRROR, help=argparse.SUPPRESS)
+    cli.add_corpus_options(p, bucket_io.DEFAULT_MIRROR,
+                           "corpus to build the vocabulary from when the checkpoint has no -vocab.json")
     cli.add_device_options(p, "run on this GPU, such as 0 (default: gpu(0) if MXNet can use it)")
     args = p.parse_args(argv)
     if (args.seed_text is None) == (args.prime_file is None):
@@ -256,13 +246,11 @@ def run(args):
     """Loads the checkpoint and produces the text that main prints or writes."""
     if args.output:
         check_writable(args.output)
-    gpus = device.parse_gpu_list(args.gpus) if args.gpus else None
-    if gpus and len(gpus) > 1:
+    if args.gpus and len(device.parse_gpu_list(args.gpus)) > 1:
         raise device.DeviceError("generation runs on one GPU: give one id to --gpus, got %s" % args.gpus)
-    contexts, why = device.choose_contexts(gpus=gpus, cpu=args.cpu)
-    logging.info("Device: %s", why)
+    contexts = device.contexts_for(args.gpus, args.cpu)
     epoch = checkpoint.latest_epoch(args.prefix) if args.epoch is None else args.epoch
-    vocab = load_vocab_for(args.prefix, args.data, args.data_mirror)
+    vocab = checkpoint.load_vocab_or_build(args.prefix, args.data, args.data_mirror)
     seed = args.seed_text if args.prime_file is None else read_prime_file(args.prime_file)
     seed = check_seed(seed, vocab, args.skip_unknown)
     streams = args.beam or min(args.num_samples, MAX_STREAMS)
@@ -303,8 +291,7 @@ def main(argv=None):
     except (SeedError, OutputError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
         return cli.fail("generate.py", err)
     except KeyboardInterrupt:
-        print("generate.py: interrupted", file=sys.stderr)
-        return cli.INTERRUPTED
+        return cli.fail("generate.py", "interrupted", cli.INTERRUPTED)
     return 0
 
 

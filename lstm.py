@@ -136,8 +136,8 @@ def _fused_layout(num_lstm_layer):
     return names
 
 
-def _lstm_param_shapes(num_lstm_layer, num_hidden, num_embed):
-    """The shape of each tutorial-named LSTM parameter."""
+def lstm_param_shapes(num_lstm_layer, num_hidden, num_embed):
+    """The shape of each tutorial-named LSTM parameter (the one place they are written out)."""
     shapes = {}
     for i in range(num_lstm_layer):
         shapes["l%d_i2h_weight" % i] = (4 * num_hidden, num_embed if i == 0 else num_hidden)
@@ -159,7 +159,7 @@ def fuse_lstm_params(arg_params, num_lstm_layer, num_hidden):
 def unfuse_lstm_params(flat, num_lstm_layer, num_hidden, num_embed):
     """The fused RNN's flat vector back as the tutorial's named per-layer arrays (numpy)."""
     flat = flat.asnumpy() if hasattr(flat, "asnumpy") else flat
-    shapes = _lstm_param_shapes(num_lstm_layer, num_hidden, num_embed)
+    shapes = lstm_param_shapes(num_lstm_layer, num_hidden, num_embed)
     out, offset = {}, 0
     for name in _fused_layout(num_lstm_layer):
         size = int(np.prod(shapes[name]))
@@ -186,8 +186,8 @@ def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, nu
     `lstm_l%d_parameters` (see fuse_layer_params), `lstm_init_h` and `lstm_init_c`
     (num_lstm_layer, batch, num_hidden); outputs Group([probabilities, h, c]).
 
-    One RNN per layer, not one for all: for a single step oneDNN's stacked RNN is slower (measured
-    here at batch 1: 10-15% over the whole step; 1.0 against 0.39 ms with the weights in cache).
+    One RNN per layer, not one for all: for a single step oneDNN's stacked RNN is the slower of the
+    two (BENCHMARKS.md).
     """
     hidden = mx.sym.expand_dims(_embed(mx.sym.Variable("data"), input_size, num_embed), axis=0)
     init_h, init_c = mx.sym.Variable("lstm_init_h"), mx.sym.Variable("lstm_init_c")
@@ -208,7 +208,7 @@ def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, nu
 
 def _fused_sizes(num_lstm_layer, num_hidden, num_embed):
     """The number of values of each layer's weights in the fused vector, and of each layer's biases."""
-    shapes = _lstm_param_shapes(num_lstm_layer, num_hidden, num_embed)
+    shapes = lstm_param_shapes(num_lstm_layer, num_hidden, num_embed)
     weights = [int(np.prod(shapes["l%d_i2h_weight" % i]) + np.prod(shapes["l%d_h2h_weight" % i]))
                for i in range(num_lstm_layer)]
     return weights, 2 * shapes["l0_i2h_bias"][0]
@@ -264,9 +264,9 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
 def bfloat16_graph(symbol):
     """The same graph with its matrix products (FullyConnected) in bfloat16, through MXNet's AMP.
 
-    The parameters stay float32 under their names; casts are inserted around the products. Worth it
-    on CPUs with AVX-512 bf16 (oneDNN); MXNet 1.9.1's RNN operator has no bfloat16, so this serves
-    the unrolled graph only.
+    The parameters stay float32 under their names; casts are inserted around the products. It needs
+    a CPU with AVX-512 bf16 (device.bf16_unavailable_reason); MXNet 1.9.1's RNN operator has no
+    bfloat16, so this serves the unrolled graph only.
     """
     from mxnet.contrib import amp
     converted = amp.convert_symbol(symbol, target_dtype="bfloat16")
@@ -274,3 +274,43 @@ def bfloat16_graph(symbol):
     for name in converted.list_arguments():  # float32 inputs, as Variable(dtype=...) marks them (0 is
         internals[name]._set_attr(__dtype__="0")  # MXNet's float32): FeedForward infers types from them
     return converted
+
+
+def init_states(num_lstm_layer, batch_size, num_hidden, backend="unrolled"):
+    """The names and shapes of the initial LSTM states that the training graph takes as data."""
+    if backend == "fused":  # batch-major, so that FeedForward can split them across devices
+        return [("lstm_init_c", (batch_size, num_lstm_layer, num_hidden)),
+                ("lstm_init_h", (batch_size, num_lstm_layer, num_hidden))]
+    init_c = [("l%d_init_c" % i, (batch_size, num_hidden)) for i in range(num_lstm_layer)]
+    init_h = [("l%d_init_h" % i, (batch_size, num_hidden)) for i in range(num_lstm_layer)]
+    return init_c + init_h
+
+
+def tutorial_params(arg_params, num_lstm_layer, num_hidden, num_embed):
+    """The parameters (NDArrays) under the tutorial's names, whichever backend trained them."""
+    if FUSED_PARAMS not in arg_params:
+        return arg_params
+    params = {k: v for k, v in arg_params.items() if k != FUSED_PARAMS}
+    unfused = unfuse_lstm_params(arg_params[FUSED_PARAMS], num_lstm_layer, num_hidden, num_embed)
+    params.update({k: mx.nd.array(v) for k, v in unfused.items()})
+    return params
+
+
+def backend_params(params, backend, num_lstm_layer, num_hidden):
+    """Tutorial-named parameters (NDArrays) as the given backend's graph takes them."""
+    if backend != "fused":
+        return params
+    lstm_names = set(_fused_layout(num_lstm_layer))
+    fused = {k: v for k, v in params.items() if k not in lstm_names}
+    fused[FUSED_PARAMS] = mx.nd.array(fuse_lstm_params(params, num_lstm_layer, num_hidden))
+    return fused
+
+
+def initial_params(initializer, num_lstm_layer, num_hidden, num_embed):
+    """Tutorial-named LSTM parameters initialised as FeedForward initialises the unrolled graph's,
+    so that both backends start from the same weights."""
+    arrays = {}
+    for name, shape in lstm_param_shapes(num_lstm_layer, num_hidden, num_embed).items():
+        arrays[name] = mx.nd.zeros(shape)
+        initializer(mx.init.InitDesc(name), arrays[name])
+    return arrays

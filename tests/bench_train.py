@@ -51,7 +51,6 @@ def tutorial_graph():
 def mxnet_step(backend):
     import mxnet as mx
     import lstm
-    import train_obama
     if backend == "tutorial":
         symbol = tutorial_graph()
     else:
@@ -59,7 +58,7 @@ def mxnet_step(backend):
         symbol = unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT)
         if backend == "bf16":
             symbol = lstm.bfloat16_graph(symbol)
-    shapes = dict(train_obama.init_states(LAYERS, BATCH, HIDDEN, "fused" if backend == "fused" else "unrolled"),
+    shapes = dict(lstm.init_states(LAYERS, BATCH, HIDDEN, "fused" if backend == "fused" else "unrolled"),
                   data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
     inputs = set(shapes)
     grad_req = {name: "null" if name in inputs else "write" for name in symbol.list_arguments()}
@@ -137,7 +136,8 @@ def overheads():
     import bucket_io
     import checkpoint
     import reference
-    import train_obama
+    import callbacks
+    import lstm
     with tempfile.TemporaryDirectory() as tmp:
         corpus = os.path.join(tmp, "text.txt")
         rng = np.random.RandomState(0)
@@ -146,11 +146,11 @@ def overheads():
             for _ in range(2000):
                 f.write("".join(rng.choice(chars, SEQ)) + "\n")
         vocab = bucket_io.build_vocab(corpus)
-        it = bucket_io.BucketSentenceIter(corpus, vocab, [SEQ], BATCH, train_obama.init_states(LAYERS, BATCH, HIDDEN))
+        it = bucket_io.BucketSentenceIter(corpus, vocab, [SEQ], BATCH, lstm.init_states(LAYERS, BATCH, HIDDEN))
         tic = time.perf_counter()
         batches = list(it)
         iterator = (time.perf_counter() - tic) / len(batches)
-        metric = train_obama.CharPerplexity()
+        metric = callbacks.CharPerplexity()
         pred = mx.nd.array(rng.dirichlet(np.ones(LABELS), size=SEQ * BATCH))
         tic = time.perf_counter()
         for batch in batches[:20]:

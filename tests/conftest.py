@@ -1,11 +1,27 @@
+"""What the tests share: the one tiny configuration, the corpora, a tiny trained checkpoint, and
+ways to run the commands as a user does."""
 import os
+import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import device  # noqa: E402  (before mxnet, as the project's modules import it)
+import checkpoint  # noqa: E402
+
+# The tiny model every training test uses: trains an epoch of 300 lines in about a second.
+TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--batch-size", "8", "--log-every", "5"]
+# The first 300 lines of obama.txt, the last 15 held out, make 35 training batches of 8.
+TINY_BATCHES = 35
+
+# bfloat16 runs only on CPUs with AVX-512 bf16; the suite runs on machines with and without it
+needs_bf16 = pytest.mark.skipif(device.bf16_unavailable_reason() is not None,
+                                reason="--bf16 cannot run here: %s" % device.bf16_unavailable_reason())
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +45,48 @@ def small_corpus(obama_path, tmp_path_factory):
     return str(path)
 
 
-def _bf16_reason():
-    import device
-    return device.bf16_unavailable_reason()
+@pytest.fixture(scope="session")
+def trained(small_corpus, tmp_path_factory):
+    """(prefix, the command's result) of one epoch of the tiny model, trained as a user would."""
+    prefix = str(tmp_path_factory.mktemp("train") / "tiny")
+    result = run_command("train_obama.py", "--data", small_corpus, "--prefix", prefix, *TINY)
+    assert result.returncode == 0, result.stderr
+    return prefix, result
 
 
-# bfloat16 runs only on CPUs with AVX-512 bf16; the suite runs on machines with and without it
-needs_bf16 = pytest.mark.skipif(_bf16_reason() is not None, reason="--bf16 cannot run here: %s" % _bf16_reason())
+def run_command(script, *args, timeout=300):
+    """Runs one of the project's commands in a fresh process, as a user does."""
+    result = subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args),
+                            capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def start_command(script, *args):
+    """Starts a command in a fresh process, its output and errors merged, to be read as it goes."""
+    return subprocess.Popen([sys.executable, os.path.join(REPO, script)] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+
+
+def error_lines(stderr):
+    return [line for line in stderr.splitlines() if "error:" in line]
+
+
+def assert_one_line_error(result, pattern):
+    """The command failed with status 2 and said why in exactly one line matching `pattern`."""
+    import re
+    assert result.returncode == 2, result.stderr
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and re.search(pattern, errors[0]), result.stderr
+
+
+def params(prefix, epoch):
+    """A checkpoint's parameters as numpy arrays."""
+    arg_params, _ = checkpoint.load_params(prefix, epoch)
+    return {k: v.asnumpy() for k, v in arg_params.items()}
+
+
+def assert_same(a, b, tol=1e-6):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=tol, rtol=0, err_msg=name)

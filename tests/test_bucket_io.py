@@ -1,3 +1,4 @@
+"""bucket_io.py: the corpus look-up, the vocabulary, and the bucketing iterator against hand-built batches."""
 import hashlib
 import logging
 

@@ -1,3 +1,4 @@
+"""checkpoint.py: the tutorial's format both ways, checked writes, the run lock, the vocabulary check."""
 import os
 import pickle
 import subprocess

@@ -1,8 +1,17 @@
+"""generate.py: the generation functions on scripted models, and the command as a user runs it."""
 import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
+import generate
+from conftest import REPO, assert_one_line_error, run_command
 from generate import SeedError, beam_search, check_seed, generate_text, generate_texts, next_ids, stream_text
 
 VOCAB = {"a": 1, "b": 2, "c": 3}
@@ -119,3 +128,121 @@ def test_beam_search_finds_the_most_likely_continuation():
     text, score = beam_search(ParityModel(27), VOCAB, seed, length=4)
     assert text == seed + best
     assert score == pytest.approx(log_likelihood(3, 2, best))
+
+
+def test_generate_reads_the_checkpoint_in_a_fresh_process(trained):
+    prefix, _ = trained
+    result = run_command("generate.py", "The United States", "--prefix", prefix, "--length", "50")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout[:-1]  # print's newline
+    assert text.startswith("The United States") and len(text) == len("The United States") + 50
+    sampled = [run_command("generate.py", "The", "--prefix", prefix, "--length", "40", "--sample", "--seed", "7").stdout
+               for _ in range(2)]
+    assert sampled[0] == sampled[1] and len(sampled[0]) == len("The") + 40 + 1
+
+
+def test_generate_bad_inputs_are_one_clear_line(trained, tmp_path):
+    prefix, _ = trained
+    assert_one_line_error(run_command("generate.py", "Thé", "--prefix", prefix), "not in the vocabulary: 'é'")
+    assert_one_line_error(run_command("generate.py", "The", "--prefix", str(tmp_path / "none")), "no checkpoint")
+    assert_one_line_error(run_command("generate.py", "The", "--prefix", prefix, "--epoch", "7"), "not found")
+    assert_one_line_error(run_command("generate.py", "The", "--prefix", prefix, "--sample", "--temperature", "0"),
+                          "--temperature: must be positive")
+    broken = str(tmp_path / "broken")
+    for suffix in ("-0001.params", "-vocab.json"):
+        with open(prefix + suffix, "rb") as src, open(broken + suffix, "wb") as dst:
+            dst.write(src.read()[:200] if suffix.endswith("params") else src.read())
+    assert_one_line_error(run_command("generate.py", "The", "--prefix", broken), "corrupt or truncated")
+
+
+def test_generate_options_end_to_end(trained, tmp_path):
+    prefix, _ = trained
+    three = run_command("generate.py", "The", "--prefix", prefix, "--length", "30", "--num-samples", "3",
+                "--sample", "--top-k", "5", "--seed", "2")
+    assert three.returncode == 0, three.stderr
+    samples = re.findall(r"=== sample (\d) ===\n(.*)\n", three.stdout)
+    assert [n for n, _ in samples] == ["1", "2", "3"]
+    assert all(text.startswith("The") and len(text) == 33 for _, text in samples)
+    assert len({text for _, text in samples}) > 1
+
+    prime = tmp_path / "prime.txt"
+    prime.write_text("Thank you.\nThe", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    written = run_command("generate.py", "--prime-file", str(prime), "--prefix", prefix, "--length", "25", "--output", str(out))
+    assert written.returncode == 0 and written.stdout == ""
+    assert out.read_text(encoding="utf-8").startswith("Thank you.\nThe")
+    streamed = run_command("generate.py", "--prime-file", str(prime), "--prefix", prefix, "--length", "25", "--stream")
+    assert streamed.stdout == out.read_text(encoding="utf-8")
+
+    skipped = run_command("generate.py", "Thé", "--prefix", prefix, "--length", "10", "--skip-unknown")
+    assert skipped.returncode == 0 and skipped.stdout.startswith("Th") and "'é'" in skipped.stderr
+    beam = run_command("generate.py", "The", "--prefix", prefix, "--length", "15", "--beam", "4")
+    assert beam.returncode == 0 and len(beam.stdout) == 3 + 15 + 1 and "log-likelihood" in beam.stderr
+
+
+def test_generate_option_mistakes_are_one_clear_line(trained, tmp_path):
+    prefix, _ = trained
+    assert_one_line_error(run_command("generate.py", "--prefix", prefix), "either a SEED string or --prime-file")
+    assert_one_line_error(run_command("generate.py", "The", "--beam", "2", "--sample"), "--beam finds the one most likely")
+    assert_one_line_error(run_command("generate.py", "The", "--stream", "--num-samples", "2"), "--stream prints one sample")
+    assert_one_line_error(run_command("generate.py", "--prime-file", str(tmp_path / "missing.txt"), "--prefix", prefix),
+                          "cannot read the prime file")
+    assert_one_line_error(run_command("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path / "no" / "dir.txt")),
+                          "cannot write the output .*: No such file or directory")
+
+
+def test_generate_length_zero_prints_the_seed_only(trained):
+    prefix, _ = trained
+    result = run_command("generate.py", "The", "--prefix", prefix, "--length", "0")
+    assert result.returncode == 0 and result.stdout == "The\n", result.stderr
+
+
+def test_generate_finds_an_unwritable_output_before_generating(trained, tmp_path):
+    prefix, _ = trained
+    result = run_command("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path))  # a folder
+    assert_one_line_error(result, "cannot write the output .*: Is a directory")
+    assert "Loaded" not in result.stderr and os.listdir(tmp_path) == []
+
+
+def test_generate_more_samples_than_one_batch_holds_in_parts(trained, monkeypatch, capsys):
+    import generate
+    prefix, _ = trained
+    monkeypatch.setattr(generate, "MAX_STREAMS", 4)
+    assert generate.main(["The", "--prefix", prefix, "--length", "12", "--num-samples", "10", "--sample",
+                          "--seed", "3"]) == 0
+    samples = re.findall(r"=== sample (\d+) ===\n(.*)\n", capsys.readouterr().out)
+    assert [int(n) for n, _ in samples] == list(range(1, 11))
+    # a sample may end early where the model emits padding twice (see iter_steps)
+    assert all(text.startswith("The") and len(text) <= 15 for _, text in samples)
+    assert len({text for _, text in samples}) > 4  # the parts do not repeat each other
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--temperature", "nan"], "--temperature: must be a finite number"),
+    (["--seed", "99999999999"], "--seed: must be between 0 and"),
+    (["--prefix", " "], "--prefix: must name a path"),
+    (["--length", "-5"], "--length: must not be negative"),
+    (["--beam", "100000"], "--beam takes at most"),
+])
+def test_generate_refuses_numbers_that_make_no_sense(argv, message, capsys):
+    import generate
+    with pytest.raises(SystemExit) as stop:
+        generate.parse_args(["The"] + argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert stop.value.code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
+
+
+def test_ctrl_c_in_generate_is_quiet_and_leaves_no_file(trained, tmp_path):
+    prefix, _ = trained
+    out = tmp_path / "speech.txt"
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "generate.py"), "The", "--prefix", prefix,
+                             "--length", "10000000", "--output", str(out)],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    for line in proc.stderr:  # interrupt once it generates
+        if "Loaded" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert os.listdir(tmp_path) == []

@@ -1,3 +1,6 @@
+"""lstm.py: the graphs against an independent numpy LSTM, the fused layouts, bfloat16."""
+import re
+
 import mxnet as mx
 import numpy as np
 
@@ -8,6 +11,11 @@ from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_layer
                   lstm_unroll, unfuse_lstm_params)
 
 LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
+
+
+def is_lstm_param(name):
+    """The tutorial's per-layer LSTM parameters, l0_i2h_weight to l%d_h2h_bias (the fused vector's part)."""
+    return re.fullmatch(r"l\d+_(i2h|h2h)_(weight|bias)", name) is not None
 
 
 def bind(symbol, params, shapes, train_params=False):
@@ -107,9 +115,9 @@ def test_inference_symbol_matches_numpy_steps():
 def test_fused_vector_round_trips_the_tutorial_names():
     params = reference.random_params(3, VOCAB, HIDDEN, EMBED, VOCAB, seed=8)
     flat = fuse_lstm_params(params, 3, HIDDEN)
-    assert flat.size == sum(v.size for k, v in params.items() if k.startswith("l"))
+    assert flat.size == sum(v.size for k, v in params.items() if is_lstm_param(k))
     back = unfuse_lstm_params(flat, 3, HIDDEN, EMBED)
-    assert set(back) == {k for k in params if k.startswith("l")}
+    assert set(back) == {k for k in params if is_lstm_param(k)}
     for name, value in back.items():
         np.testing.assert_array_equal(value, params[name])
     # the in-gate rows stay first, the transform and forget blocks swap
@@ -147,7 +155,7 @@ def test_fused_training_graph_matches_the_unrolled_one():
     label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
     unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), params,
                     dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
-    fused_params = {k: v for k, v in params.items() if not k.startswith("l")}
+    fused_params = {k: v for k, v in params.items() if not is_lstm_param(k)}
     fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
     fused = bind(fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), fused_params,
                  dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
@@ -172,7 +180,7 @@ def fused_training_executor(params, dropout, outputs=None):
     symbol = fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout)
     if outputs:
         symbol = mx.sym.Group([symbol.get_internals()[name] for name in outputs])
-    fused_params = {k: v for k, v in params.items() if not k.startswith("l")}
+    fused_params = {k: v for k, v in params.items() if not is_lstm_param(k)}
     fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
     shapes = dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
                   lstm_init_c=(BATCH, LAYERS, HIDDEN))

@@ -1,3 +1,4 @@
+"""rnn_model.py: LSTMInferenceModel against the numpy LSTM step, and loading checkpoints."""
 import mxnet as mx
 import numpy as np
 

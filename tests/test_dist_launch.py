@@ -1,4 +1,5 @@
-"""Training on MXNet's parameter server: a scheduler, one server and two workers on 127.0.0.1."""
+"""dist_launch.py: training on MXNet's parameter server, a scheduler, one server and two workers
+on 127.0.0.1, against one worker doing the same sums."""
 import os
 import subprocess
 import sys
@@ -7,15 +8,20 @@ import numpy as np
 
 import checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--dropout", "0", "--val-frac", "0",
-        "--no-shuffle", "--learning-rate", "0.1", "--log-every", "5"]
-B = 8
+import dist_launch
+from conftest import TINY, run_command
+
+# in order, without dropout or held-out lines, so that one worker can do the same sums as two
+EXACT = ["--dropout", "0", "--val-frac", "0", "--no-shuffle", "--learning-rate", "0.1"]
+B = 8  # TINY's batch size
 
 
 def train(*argv, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(REPO, "train_obama.py")] + TINY + list(argv),
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return run_command("train_obama.py", *TINY, *EXACT, *argv, timeout=timeout)
+
+
+def launch(*argv, timeout=300):
+    return run_command("dist_launch.py", *argv, *TINY, *EXACT, timeout=timeout)
 
 
 def test_two_workers_match_one_worker_on_both_shares(small_corpus, tmp_path):
@@ -27,15 +33,14 @@ def test_two_workers_match_one_worker_on_both_shares(small_corpus, tmp_path):
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     prefix = str(tmp_path / "dist" / "m")
-    dist = train("--launch-local", "2", "--num-servers", "1", "--launch-timeout", "240", "--kv-store", "dist_sync",
-                 "--data", str(corpus),
-                 "--prefix", prefix, "--batch-size", str(B), "--num-epoch", "2")
+    dist = launch("--num-workers", "2", "--num-servers", "1", "--timeout", "240", "--kv-store", "dist_sync",
+                  "--data", str(corpus), "--prefix", prefix, "--num-epoch", "2")
     assert dist.returncode == 0, dist.stdout[-3000:]
     assert "[worker 0]" in dist.stdout and "[worker 1]" in dist.stdout
     assert "Worker 1 of 2 (dist_sync): 120 sentences, 15 batches of 8 an epoch" in dist.stdout
     # exactly one set of files, written by the first worker
     assert sorted(os.listdir(tmp_path / "dist")) == ["m-0001.params", "m-0002.params", "m-metrics.csv",
-                                                     "m-symbol.json", "m-vocab.json"]
+                                                     "m-run.json", "m-symbol.json", "m-vocab.json"]
     rows = open(prefix + "-metrics.csv").read().splitlines()
     assert len(rows) == 3
     losses = [float(r.split(",")[1]) for r in rows[1:]]
@@ -71,23 +76,22 @@ def test_two_workers_match_one_worker_on_both_shares(small_corpus, tmp_path):
     assert max(np.abs(control[k].asnumpy() - dist_params[k].asnumpy()).max() for k in control) > 1e-2
 
 def test_a_failing_worker_stops_them_all(tmp_path):
-    result = train("--launch-local", "2", "--launch-timeout", "100", "--data", str(tmp_path / "missing.txt"),
-                   "--prefix", str(tmp_path / "m"), timeout=120)
+    result = launch("--num-workers", "2", "--timeout", "100", "--data", str(tmp_path / "missing.txt"),
+                    "--prefix", str(tmp_path / "m"), timeout=120)
     assert result.returncode == 2
     assert "corpus file not found" in result.stdout
     leftover = subprocess.run(["pgrep", "-f", "DMLC_ROLE|import mxnet"], capture_output=True, text=True).stdout
     assert leftover.strip() == ""
 
 
-def test_strip_launch_flags():
-    import train_obama
-    argv = ["--launch-local", "2", "--num-servers=1", "--data", "x.txt", "--kv-store", "dist_async",
-            "--launch-timeout", "9", "--seed", "3"]
-    assert train_obama.strip_launch_flags(argv) == ["--data", "x.txt", "--seed", "3"]
+def test_the_launchers_flags_and_the_training_flags_go_their_ways():
+    args, training = dist_launch.parse_args(["--num-workers", "3", "--data", "x.txt", "--kv-store=dist_async",
+                                             "--timeout", "9", "--seed", "3"])
+    assert (args.num_workers, args.num_servers, args.kv_store, args.timeout) == (3, 1, "dist_async", 9)
+    assert training == ["--data", "x.txt", "--seed", "3"]
 
 
 def test_timeout_stops_every_process(tmp_path):
-    import dist_launch
     marker = tmp_path / "started"
     sleeper = [sys.executable, "-c", "import pathlib, time; pathlib.Path(%r).touch(); time.sleep(600)" % str(marker)]
     status = dist_launch.launch_local(sleeper, 2, 1, timeout=5)

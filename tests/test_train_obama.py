@@ -1,43 +1,93 @@
-"""train_obama.py's training options: validation, metrics, best and kept checkpoints, optimizers,
-resuming (also after a signal), divergence, other corpora."""
-import csv
+"""train_obama.py, the training command: what it writes, its options (validation, metrics, best
+and kept checkpoints, optimizers, schedules, backends), resuming, and what it does with bad input
+and faults. Runs "as a user" start the command in a fresh process; the others call main()."""
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import mxnet as mx
 import numpy as np
 import pytest
 
+import callbacks
 import checkpoint
 import train_obama
-from conftest import needs_bf16
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--batch-size", "8", "--log-every", "10"]
+from conftest import (TINY, TINY_BATCHES, assert_one_line_error, assert_same, error_lines, needs_bf16, params,
+                      run_command, start_command)
 
 
 def train(*argv):
     return train_obama.main(TINY + list(argv))
 
 
-def params(prefix, epoch):
-    arg_params, _ = checkpoint.load_params(prefix, epoch)
-    return {k: v.asnumpy() for k, v in arg_params.items()}
+def run_script(*argv):
+    return start_command("train_obama.py", *TINY, *argv)
 
 
-def assert_same(a, b, tol=1e-6):
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], atol=tol, rtol=0, err_msg=name)
+def wait_for(proc, pattern, timeout=120):
+    """Reads the process's log until a line matches; returns all lines read."""
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    proc.kill()
+    raise AssertionError("no line matched %r:\n%s" % (pattern, "".join(lines)))
 
 
-def read_metrics(prefix):
-    with open(prefix + "-metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
+read_metrics = checkpoint.read_metrics
+
+
+def test_training_writes_a_checkpoint_in_the_tutorial_format(trained):
+    prefix, result = trained
+    assert "bucket of len 129 : 285 samples" in result.stderr  # 15 of 300 lines held out
+    assert re.search(r"Epoch\[0\] Batch \[0-5\]\tSpeed: [\d.]+ samples/sec\tperplexity=[\d.]+\tbits-per-char=", result.stderr)
+    assert "Device: using the CPU" in result.stderr
+    assert 'Saved checkpoint to "%s-0001.params"' % prefix in result.stderr
+    assert "deprecated" not in result.stderr
+    symbol, arg_params, _ = mx.model.load_checkpoint(prefix, 1)
+    assert "softmax_label" in symbol.list_arguments()
+    assert set(arg_params) == {"embed_weight", "l0_i2h_weight", "l0_i2h_bias", "l0_h2h_weight", "l0_h2h_bias",
+                               "cls_weight", "cls_bias"}
+    vocab = checkpoint.load_vocab(prefix)
+    assert len(vocab) + 1 == arg_params["cls_weight"].shape[0]
+
+
+def test_training_lowers_the_perplexity_in_process(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    with caplog.at_level("INFO"):
+        assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3", "--dropout", "0",
+                     "--learning-rate", "0.1", "--momentum", "0.9") == 0
+    perplexities = [float(x) for x in re.findall(r"Train-perplexity=([\d.]+)", caplog.text)]
+    assert len(perplexities) == 3 and perplexities[2] < perplexities[0]
+    assert checkpoint.epochs(prefix) == [1, 2, 3]
+
+
+def test_train_bad_inputs_are_one_clear_line(small_corpus, tmp_path):
+    prefix = str(tmp_path / "m")
+    assert_one_line_error(run_command("train_obama.py", "--data", str(tmp_path / "nope.txt"), "--prefix", prefix),
+                          "corpus file not found")
+    assert_one_line_error(run_command("train_obama.py", "--bogus"), "unrecognized arguments: --bogus")
+    assert_one_line_error(run_command("train_obama.py", "--num-hidden", "0"), "must be at least 1")
+    assert_one_line_error(run_command("train_obama.py", "--data", small_corpus, "--seq-len", "100", "--prefix", prefix),
+                          r"line 1 is 129 characters long, more than the largest bucket \(100\)")
+    assert_one_line_error(run_command("train_obama.py", "--data", small_corpus, "--gpus", "0", "--prefix", prefix),
+                          "cannot use GPU 0")
+    assert_one_line_error(run_command("train_obama.py", "--bf16", "--rnn-backend", "fused"), "--bf16 needs --rnn-backend unrolled")
+    assert not os.path.exists(tmp_path / "m-0001.params")
+
+
+def test_defaults_are_the_tutorials():
+    args = train_obama.parse_args([])
+    assert (args.seq_len, args.num_embed, args.num_lstm_layer, args.num_hidden, args.batch_size) == (129, 256, 3, 512, 32)
+    assert (args.dropout, args.num_epoch, args.learning_rate, args.momentum, args.wd) == (0.2, 1, 0.01, 0.0, 0.0001)
+    assert (args.optimizer, args.rnn_backend, args.kv_store, args.log_every) == ("sgd", "unrolled", "local", 20)
+    assert args.prefix.endswith(os.path.join("checkpoints", "obama"))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -58,31 +108,43 @@ def test_resume_gives_the_same_parameters_as_one_run(small_corpus, tmp_path, opt
     assert checkpoint.epochs(two) == [1, 2]
 
 
-def test_validation_metrics_best_and_keep(small_corpus, tmp_path, caplog):
+def test_validation_metrics_and_the_best_epoch(small_corpus, tmp_path, caplog):
     prefix = str(tmp_path / "m")
     with caplog.at_level("INFO"):
-        assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3", "--keep", "2",
+        assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3",
                      "--optimizer", "adam", "--learning-rate", "0.01", "--clip-gradient", "5") == 0
     # 300 lines: the last 15 are held out
     assert "bucket of len 129 : 285 samples" in caplog.text and "bucket of len 129 : 15 samples" in caplog.text
     assert len(re.findall(r"Validation-perplexity=[\d.]+ Validation-bits-per-char=[\d.]+", caplog.text)) == 3
-    assert re.search(r"Epoch\[0\] 10/35 batches \(29%\), about \d\d:\d\d:\d\d left", caplog.text)
+    assert re.search(r"Epoch\[0\] 5/%d batches \(14%%\), about \d\d:\d\d:\d\d left" % TINY_BATCHES, caplog.text)
     rows = read_metrics(prefix)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
-    assert set(rows[0]) == set(train_obama.METRICS_FIELDS)
+    assert list(rows[0]) == callbacks.MetricsRow.FIELDS
     for r in rows:
         assert float(r["val_bits_per_char"]) == pytest.approx(np.log2(float(r["val_perplexity"])))
         assert float(r["samples_per_sec"]) > 0 and float(r["learning_rate"]) == 0.01
-    assert checkpoint.epochs(prefix) == [2, 3]
-    best_epoch = 1 + min(range(3), key=lambda i: float(rows[i]["val_perplexity"]))
+        assert r["optimizer"] == "adam wd=0.0001 clip_gradient=5"
+    losses = [np.log(float(r["val_perplexity"])) for r in rows]
+    best_epoch = 1 + int(np.argmin(losses))
+    record = checkpoint.load_run(prefix)
+    assert record["best_epoch"] == best_epoch and record["best_val_loss"] == pytest.approx(min(losses), rel=1e-6)
+    assert (record["epoch"], record["batch"], record["backend"]) == (3, 0, "unrolled")
+    assert record["model"] == dict(num_lstm_layer=1, num_hidden=16, num_embed=8,
+                                   num_label=len(checkpoint.load_vocab(prefix)) + 1)
     best = mx.nd.load(prefix + "-best.params")
-    if best_epoch in (2, 3):
-        assert_same({k[4:]: v.asnumpy() for k, v in best.items()}, params(prefix, best_epoch), tol=0)
+    assert_same({k[4:]: v.asnumpy() for k, v in best.items()}, params(prefix, best_epoch), tol=0)
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
-    generated = subprocess.run([sys.executable, os.path.join(REPO, "generate.py"), "The", "--prefix", prefix,
-                                "--epoch", "best", "--length", "10"], capture_output=True, text=True, timeout=120)
+    generated = run_command("generate.py", "The", "--prefix", prefix, "--epoch", "best", "--length", "10")
     assert generated.returncode == 0 and generated.stdout.startswith("The"), generated.stderr
     assert "-best.params" in generated.stderr
+
+
+def test_keep_leaves_the_newest_epochs(small_corpus, tmp_path):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3", "--keep", "2") == 0
+    assert checkpoint.epochs(prefix) == [2, 3]
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".states")) == ["m-0002-unrolled.states",
+                                                                               "m-0003-unrolled.states"]
 
 
 def test_val_frac_zero_is_the_tutorial(small_corpus, tmp_path, caplog):
@@ -101,12 +163,12 @@ def test_anneal_when_validation_stops_improving(small_corpus, tmp_path, caplog):
                      "--lr-anneal", "0.25", "--clip-gradient", "1") == 0
     rates = [float(r["learning_rate"]) for r in read_metrics(prefix)]
     vals = [float(r["val_perplexity"]) for r in read_metrics(prefix)]
-    for i in range(1, 3):
-        improved = vals[i] < min(vals[:i])
-        expected_next = rates[i] if improved else rates[i] * 0.25
-        if i + 1 < 3:
-            assert rates[i + 1] == pytest.approx(expected_next)
-    assert "did not improve" in caplog.text or vals == sorted(vals, reverse=True)
+    # each epoch's validation loss, against the best before it, decides the next epoch's rate
+    expected = [3.0]
+    for i in range(3):
+        expected.append(expected[-1] * (1 if vals[i] < min(vals[:i], default=np.inf) else 0.25))
+    assert rates == pytest.approx(expected[:3])
+    assert caplog.text.count("did not improve") == sum(later < earlier for earlier, later in zip(expected, expected[1:]))
 
 
 def test_divergence_stops_with_a_clear_message(small_corpus, tmp_path, capsys):
@@ -114,25 +176,6 @@ def test_divergence_stops_with_a_clear_message(small_corpus, tmp_path, capsys):
     assert train("--data", small_corpus, "--prefix", prefix, "--learning-rate", "1e30", "--momentum", "0.9") == 1
     assert "became NaN or infinite at epoch 1, batch" in capsys.readouterr().err
     assert checkpoint.epochs(prefix) == []
-
-
-def run_script(*argv, **kwargs):
-    return subprocess.Popen([sys.executable, os.path.join(REPO, "train_obama.py")] + TINY + list(argv),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, **kwargs)
-
-
-def wait_for(proc, pattern, timeout=120):
-    """Reads the process's log until a line matches; returns all lines read."""
-    lines, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if re.search(pattern, line):
-            return lines
-    proc.kill()
-    raise AssertionError("no line matched %r:\n%s" % (pattern, "".join(lines)))
 
 
 def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus, tmp_path):
@@ -147,25 +190,26 @@ def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus,
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "stopped by signal 15 in epoch 2 after batch" in out and "--resume" in out
     assert "Traceback" not in out
-    assert checkpoint.load_progress(stopped)["epoch"] == 1
+    assert checkpoint.load_run(stopped)["epoch"] == 1
 
-    first_stop = checkpoint.load_progress(stopped)["batch"]
+    first_stop = checkpoint.load_run(stopped)["batch"]
 
     # stopped a second time inside the same, resumed epoch: the count of batches done goes on
     again = run_script(*common, "--prefix", stopped, "--resume")
-    lines = wait_for(again, r"Epoch\[1\] \d+/35 batches")
-    assert re.search(r"Epoch\[1\] %d/35 batches" % (first_stop + 5), lines[-1]), lines[-1]  # logs every 5
+    lines = wait_for(again, r"Epoch\[1\] \d+/%d batches" % TINY_BATCHES)
+    assert re.search(r"Epoch\[1\] %d/%d batches" % (first_stop + 5, TINY_BATCHES), lines[-1]), lines[-1]
     again.send_signal(signal.SIGINT)
     out = again.communicate(timeout=120)[0]
     assert again.returncode == 128 + signal.SIGINT, out
-    assert checkpoint.load_progress(stopped)["batch"] >= first_stop + 5
+    assert checkpoint.load_run(stopped)["batch"] >= first_stop + 5
 
     resumed = run_script(*common, "--prefix", stopped, "--resume")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
     assert re.search(r"Resuming at epoch 2, after batch \d+", out)
     assert_same(params(whole, 2), params(stopped, 2))
-    assert checkpoint.load_progress(stopped) is None
+    assert checkpoint.load_run(stopped)["batch"] == 0 and not [f for f in os.listdir(tmp_path / "stopped")
+                                                                if "partial" in f]
 
 
 def test_kill_9_leaves_earlier_checkpoints_loadable(small_corpus, tmp_path):
@@ -238,11 +282,6 @@ def test_tinyshakespeare_stream_mode_with_its_own_vocabulary(tmp_path, caplog):
     assert vocab == bucket_io.build_vocab(str(corpus)) and len(vocab) + 1 == params(prefix, 1)["cls_bias"].size
 
 
-def test_plot_without_metrics_is_a_clear_error(tmp_path, capsys):
-    assert train_obama.main(["--plot", "--prefix", str(tmp_path / "m")]) == 2
-    assert "error:" in capsys.readouterr().err
-
-
 def test_a_fresh_run_never_overwrites_checkpoints_unasked(small_corpus, tmp_path, capsys):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2") == 0
@@ -256,19 +295,6 @@ def test_a_fresh_run_never_overwrites_checkpoints_unasked(small_corpus, tmp_path
     assert os.path.exists(prefix + "-notes.txt")
 
 
-def test_plot_draws_the_learning_curves(small_corpus, tmp_path):
-    pytest.importorskip("matplotlib")
-    prefix = str(tmp_path / "m")
-    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2") == 0
-    assert train_obama.main(["--plot", "--prefix", prefix]) == 0
-    with open(prefix + "-curves.png", "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def one_error_line(err):
-    return [line for line in err.splitlines() if "error:" in line]
-
-
 def test_a_failed_write_stops_training_and_keeps_the_earlier_epochs(small_corpus, tmp_path, monkeypatch, capsys):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix]
@@ -280,17 +306,19 @@ def test_a_failed_write_stops_training_and_keeps_the_earlier_epochs(small_corpus
             f.write(b"\x12\x01\x00\x00")
     monkeypatch.setattr(mx.nd, "save", full_disk)
     assert train(*common, "--resume", "--num-epoch", "2") == 2
-    errors = one_error_line(capsys.readouterr().err)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "m-0002.params failed: the file does not read back as written" in errors[0]
     after = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}
+    assert after.pop("m-run.json") and before.pop("m-run.json")  # the record of the new run's options
     assert after == before  # no new epoch, no temporary file, nothing changed
+    assert (checkpoint.load_run(prefix)["epoch"], checkpoint.load_run(prefix)["batch"]) == (1, 0)
 
 
 def test_an_unwritable_prefix_is_one_line_before_training(small_corpus, tmp_path, capsys, caplog):
     (tmp_path / "file").write_text("a file, not a folder")
     with caplog.at_level("INFO"):
         assert train("--data", small_corpus, "--prefix", str(tmp_path / "file" / "m")) == 2
-    errors = one_error_line(capsys.readouterr().err)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "cannot write under --prefix" in errors[0]
     assert "Start training" not in caplog.text
 
@@ -301,7 +329,7 @@ def test_one_run_per_prefix_and_a_killed_runs_temporaries_go(small_corpus, tmp_p
     try:
         wait_for(first, r'Saved checkpoint to ".*-0001.params"')
         assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "60") == 2
-        errors = one_error_line(capsys.readouterr().err)
+        errors = error_lines(capsys.readouterr().err)
         assert len(errors) == 1 and "another training run (process %d)" % first.pid in errors[0]
     finally:
         first.send_signal(signal.SIGKILL)
@@ -345,9 +373,9 @@ def test_ctrl_c_in_the_first_epoch_resumes_from_its_partial_checkpoint(small_cor
     assert train(*common) == 2  # a fresh run would throw the stopped epoch away
     assert "a stopped first epoch" in capsys.readouterr().err
     assert train(*common, "--resume", "--batch-size", "4") == 2
-    assert "resume it with the same --batch-size" in one_error_line(capsys.readouterr().err)[0]
+    assert "resume it with the same --batch-size" in error_lines(capsys.readouterr().err)[0]
     assert train(*common, "--resume") == 0
-    assert checkpoint.epochs(prefix) == [1] and checkpoint.load_progress(prefix) is None
+    assert checkpoint.epochs(prefix) == [1] and checkpoint.load_run(prefix)["batch"] == 0
 
 
 def test_a_truncated_optimizer_state_is_one_line(small_corpus, tmp_path, capsys):
@@ -357,7 +385,7 @@ def test_a_truncated_optimizer_state_is_one_line(small_corpus, tmp_path, capsys)
     data = open(states, "rb").read()
     open(states, "wb").write(data[: len(data) // 2])
     assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2") == 2
-    errors = one_error_line(capsys.readouterr().err)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "is unreadable" in errors[0]
 
 
@@ -368,7 +396,7 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     other = tmp_path / "other.txt"
     other.write_text("xyz\n" * 50, encoding="utf-8")
     assert train("--data", str(other), "--prefix", prefix, "--resume", "--num-epoch", "2") == 2
-    errors = one_error_line(capsys.readouterr().err)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "corpus has 4: give the corpus it was trained on with --data" in errors[0]
     assert not os.path.exists(prefix + "-vocab.json")
     assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2") == 0
@@ -393,7 +421,7 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
 def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         train_obama.parse_args(argv)
-    errors = one_error_line(capsys.readouterr().err)
+    errors = error_lines(capsys.readouterr().err)
     assert stop.value.code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
 
 
@@ -437,4 +465,6 @@ def test_a_really_full_disk_stops_training_and_keeps_the_earlier_epochs(small_co
     assert proc.returncode == 2 and "Traceback" not in out, out
     assert re.search(r"error: writing .*m-0002.params failed: .*disk full", out)
     os.remove(small_disk / "filler")
-    assert {name: open(small_disk / name, "rb").read() for name in os.listdir(small_disk)} == before
+    after = {name: open(small_disk / name, "rb").read() for name in os.listdir(small_disk)}
+    assert after.pop("m-run.json") and before.pop("m-run.json")  # the record of the new run's options
+    assert after == before

@@ -1,0 +1,324 @@
+"""What training does after each batch and each epoch: small callbacks in the manner of
+mx.callback, each with one job, and the perplexity metric they report.
+
+FeedForward.fit calls, in each epoch: the batch-end callbacks after every batch; then the
+epoch-end callbacks, with the epoch's weights; then, only where there is held-out data, it
+evaluates and calls the eval-end callbacks. So the work that needs the validation loss (the best
+copy, annealing, the metrics row) happens at eval end where there is held-out data, else at
+epoch end.
+"""
+import logging
+import math
+import os
+import signal
+import time
+
+import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
+import mxnet as mx
+
+import checkpoint
+
+
+class TrainingStopped(Exception):
+    """Training ended early: interrupted (a checkpoint was written) or diverged."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CharPerplexity(mx.metric.Perplexity):
+    """Perplexity of the time-major predictions, padding (id 0) excluded, with bits per character.
+    It also notes when a prediction is no longer finite (the loss diverged)."""
+
+    def __init__(self):
+        super().__init__(ignore_label=0, name="perplexity")
+        self.diverged = False
+
+    def update(self, labels, preds):
+        # labels come (batch, seq_len); the graph predicts time-major, (seq_len * batch, num_label)
+        super().update([label.T for label in labels], preds)
+        self.diverged |= not all(math.isfinite(pred.sum().asscalar()) for pred in preds)
+
+    @staticmethod
+    def _with_bits(name_value):
+        name, perplexity = name_value
+        return [name, "bits-per-char"], [perplexity, math.log2(perplexity)]
+
+    def get(self):
+        return self._with_bits(super().get())
+
+    def get_global(self):
+        return self._with_bits(super().get_global())
+
+
+class Resumed:
+    """Where a resumed run began: `skipped(epoch)` is how many batches of that epoch it had done
+    before it stopped (0 for every other epoch)."""
+
+    def __init__(self, epoch=0, batch=0):
+        self.epoch, self.batch = epoch, batch
+
+    def skipped(self, epoch):
+        return self.batch if epoch == self.epoch else 0
+
+
+class ProgressSpeedometer(mx.callback.Speedometer):
+    """mx.callback.Speedometer's line, followed by the epoch's progress and the time it has left."""
+
+    def __init__(self, batch_size, frequent, batches_per_epoch, resumed):
+        super().__init__(batch_size, frequent)
+        self.batches_per_epoch, self.resumed = batches_per_epoch, resumed
+        self.epoch_tic = time.time()
+
+    def __call__(self, param):
+        if param.nbatch == 1 or param.nbatch < self.last_count:
+            self.epoch_tic = time.time()
+        super().__call__(param)
+        if self.init and param.nbatch % self.frequent == 0:
+            done = param.nbatch + self.resumed.skipped(param.epoch)
+            left = (time.time() - self.epoch_tic) / param.nbatch * (self.batches_per_epoch - done)
+            logging.info("Epoch[%d] %d/%d batches (%.0f%%), about %s left in the epoch", param.epoch, done,
+                         self.batches_per_epoch, 100 * done / self.batches_per_epoch,
+                         time.strftime("%H:%M:%S", time.gmtime(left)))
+
+
+# the options that FeedForward gives the optimizer, and the optimizer's attribute for each
+OPTIMIZER_OPTIONS = {"learning_rate": "lr", "wd": "wd", "momentum": "momentum", "clip_gradient": "clip_gradient"}
+
+
+def replace_saved_options(saved, fresh, given):
+    """Makes the optimizer loaded from a checkpoint follow the options given again on the command
+    line (`given`, taken from `fresh`, the optimizer built from them); it keeps its state."""
+    saved.rescale_grad = fresh.rescale_grad  # 1 / batch size: the batch size may have changed
+    for option, attr in OPTIMIZER_OPTIONS.items():
+        if option not in given or not hasattr(saved, attr):
+            continue
+        if option == "learning_rate":
+            before, value = saved.learning_rate, fresh.learning_rate
+            if saved.lr_scheduler is not None:
+                saved.lr_scheduler.base_lr = value
+            saved.lr = value
+        else:
+            before, value = getattr(saved, attr), getattr(fresh, attr)
+            setattr(saved, attr, value)
+        if before != value:
+            logging.info("--%s %s from the command line replaces the checkpoint's %s",
+                         option.replace("_", "-"), value, before)
+    if "lr_step_epochs" in given:
+        saved.lr_scheduler = fresh.lr_scheduler
+
+
+class TrainingOptimizer:
+    """The optimizer that FeedForward trains with, which checkpoints save and --resume loads.
+
+    FeedForward builds the optimizer from the options and hands it to the KVStore: this wraps the
+    hand-over, so that a saved state, and the options given again, are loaded right then. A local
+    store's updater then holds the optimizer in use; a distributed one keeps it on the servers, and
+    the workers have the copy they sent.
+    """
+
+    def __init__(self, kv, states_file=None, given=()):
+        self.kv, self.given = kv, None
+        hand_over = kv.set_optimizer
+
+        def set_optimizer(optimizer):
+            hand_over(optimizer)
+            self.given = optimizer
+            if states_file and self._updater is not None:
+                kv.load_optimizer_states(states_file)
+                replace_saved_options(self._updater.optimizer, optimizer, given)
+        kv.set_optimizer = set_optimizer
+
+    @property
+    def _updater(self):
+        return getattr(self.kv, "_updater", None)
+
+    @property
+    def optimizer(self):
+        return self._updater.optimizer if self._updater is not None else self.given
+
+    def save(self, target):
+        """Writes the optimizer and its state (none to write where the servers hold them)."""
+        if self._updater is not None:
+            checkpoint.atomic_write(target, lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
+
+    def describe(self):
+        """The optimizer and its settings in a few words, such as "adam wd=0 clip_gradient=5"."""
+        optimizer = self.optimizer
+        words = [type(optimizer).__name__.lower(), "wd=%g" % optimizer.wd]
+        if hasattr(optimizer, "momentum"):
+            words.append("momentum=%g" % optimizer.momentum)
+        if optimizer.clip_gradient is not None:
+            words.append("clip_gradient=%g" % optimizer.clip_gradient)
+        return " ".join(words)
+
+
+class Checkpointer:
+    """Writes the weights, in the tutorial's names, and the optimizer: after each epoch (the
+    tutorial's do_checkpoint) and, for a stopped run, in the middle of one (the partial checkpoint)."""
+
+    def __init__(self, prefix, symbol, to_tutorial, optimizer, backend):
+        self.prefix, self.symbol, self.to_tutorial = prefix, symbol, to_tutorial
+        self.optimizer, self.backend = optimizer, backend
+
+    def save_epoch(self, epoch, arg_params, aux_params):
+        checkpoint.save_checkpoint(self.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
+        self.optimizer.save(checkpoint.path("states", self.prefix, epoch, self.backend))
+
+    def save_partial(self, epoch, arg_params, aux_params):
+        checkpoint.save_params(checkpoint.path("partial", self.prefix, epoch), self.to_tutorial(arg_params),
+                               aux_params)
+        self.optimizer.save(checkpoint.path("partial_states", self.prefix, epoch, self.backend))
+
+    def do_checkpoint(self, epoch, _symbol, arg_params, aux_params):
+        """Epoch end: `<prefix>-%04d.params` and its optimizer state; the run record moves on."""
+        self.save_epoch(epoch + 1, arg_params, aux_params)
+        checkpoint.save_run(self.prefix, epoch=epoch + 1, batch=0)
+        checkpoint.clear_partial(self.prefix)
+        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.prefix, epoch + 1))
+
+
+def keep_newest(prefix, keep):
+    """Epoch end: removes all but the newest `keep` epoch checkpoints."""
+    def prune(_epoch, _symbol, _arg_params, _aux_params):
+        for old in checkpoint.epochs(prefix)[:-keep]:
+            for stale in [checkpoint.params_path(prefix, old)] + [
+                    checkpoint.path("states", prefix, old, backend) for backend in ("unrolled", "fused")]:
+                if os.path.exists(stale):
+                    os.remove(stale)
+    return prune
+
+
+def log_training_metrics(metric):
+    """Epoch end: the epoch's training perplexity and bits per character."""
+    def log(epoch, _symbol, _arg_params, _aux_params):
+        names, values = metric.get_global()
+        logging.info("Epoch[%d] Train-%s=%f Train-%s=%f", epoch, names[0], values[0], names[1], values[1])
+    return log
+
+
+def log_validation_metrics(param):
+    """Eval end: the held-out perplexity and bits per character."""
+    names, values = param.eval_metric.get_global()
+    logging.info("Epoch[%d] Validation-%s=%f Validation-%s=%f", param.epoch, names[0], values[0], names[1], values[1])
+
+
+class ValidationLoss:
+    """The lowest validation loss (nats per character) so far, carried over from the run record."""
+
+    def __init__(self, best=math.inf):
+        self.best = best
+
+    def improves(self, param):
+        loss = math.log(param.eval_metric.get_global()[1][0])
+        if loss < self.best:
+            self.best = loss
+            return True
+        return False
+
+
+def copy_best(prefix):
+    """Eval end: copies the epoch's checkpoint to `<prefix>-best.params` when its validation loss
+    is the lowest so far."""
+    tracker = ValidationLoss((checkpoint.load_run(prefix) or {}).get("best_val_loss") or math.inf)
+
+    def copy(param):
+        if tracker.improves(param):
+            best = checkpoint.path("best", prefix)
+            checkpoint.copy_file(checkpoint.params_path(prefix, param.epoch + 1), best)
+            checkpoint.save_run(prefix, best_val_loss=tracker.best, best_epoch=param.epoch + 1)
+            logging.info("Best validation loss so far: copied to %s", best)
+    return copy
+
+
+def anneal(optimizer, factor, best_loss=math.inf):
+    """Eval end: multiplies the learning rate by `factor` when the validation loss did not improve."""
+    tracker = ValidationLoss(best_loss)
+
+    def maybe_lower(param):
+        if not tracker.improves(param):
+            lr = optimizer.optimizer.learning_rate * factor
+            optimizer.optimizer.set_learning_rate(lr)
+            logging.info("Validation loss did not improve: learning rate now %g", lr)
+    return maybe_lower
+
+
+class MetricsRow:
+    """Appends one row an epoch to `<prefix>-metrics.csv`: training metrics, then (eval end) the
+    validation metrics. `finish_at_epoch_end` where there is no held-out data."""
+
+    FIELDS = ["epoch", "train_perplexity", "train_bits_per_char", "val_perplexity", "val_bits_per_char",
+              "learning_rate", "samples_per_sec", "seconds", "optimizer"]
+
+    def __init__(self, prefix, metric, optimizer, samples_per_epoch, resumed, batch_size):
+        self.prefix, self.metric, self.optimizer = prefix, metric, optimizer
+        self.samples_per_epoch, self.resumed, self.batch_size = samples_per_epoch, resumed, batch_size
+        self.tic, self.row = time.time(), None
+
+    def start(self, epoch, _symbol, _arg_params, _aux_params):
+        _, values = self.metric.get_global()
+        seconds = time.time() - self.tic
+        samples = self.samples_per_epoch - self.resumed.skipped(epoch) * self.batch_size
+        self.row = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
+                        val_perplexity="", val_bits_per_char="", learning_rate=self.optimizer.optimizer.learning_rate,
+                        optimizer=self.optimizer.describe(), samples_per_sec=samples / seconds, seconds=seconds)
+
+    def finish(self, param=None):
+        if param is not None:
+            _, values = param.eval_metric.get_global()
+            self.row.update(val_perplexity=values[0], val_bits_per_char=values[1])
+        checkpoint.append_metrics(self.prefix, self.row, self.FIELDS)
+        self.tic = time.time()
+
+    def finish_at_epoch_end(self, _epoch, _symbol, _arg_params, _aux_params):
+        self.finish()
+
+
+def stop_on_divergence(metric, resumed):
+    """Batch end: stops training once the loss is NaN or infinite (the last good checkpoint stays)."""
+    def check(param):
+        if metric.diverged:
+            raise TrainingStopped("the loss became NaN or infinite at epoch %d, batch %d; the last good checkpoint "
+                                  "stays (try a lower --learning-rate or --clip-gradient)"
+                                  % (param.epoch + 1, param.nbatch + resumed.skipped(param.epoch)), 1)
+    return check
+
+
+class StopOnSignal:
+    """Ctrl-C or SIGTERM: finishes the batch, writes the partial checkpoint (`checkpointer`; None
+    where another process writes) and stops. A second Ctrl-C stops at once. Use it as a context
+    manager around fit, which installs and then restores the signal handlers."""
+
+    def __init__(self, prefix, checkpointer, resumed, batch_size):
+        self.prefix, self.checkpointer, self.resumed, self.batch_size = prefix, checkpointer, resumed, batch_size
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def on_signal(self, signum, _frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        logging.info("Signal %d: stopping after this batch and writing a checkpoint", signum)
+
+    def __call__(self, param):
+        if self.signum is None:
+            return
+        if self.checkpointer is None:
+            raise TrainingStopped("stopped by signal %d; the first worker writes the checkpoint" % self.signum,
+                                  128 + self.signum)
+        arg_params, aux_params = param.locals["arg_params"], param.locals["aux_params"]
+        param.locals["executor_manager"].copy_to(arg_params, aux_params)
+        self.checkpointer.save_partial(param.epoch, arg_params, aux_params)
+        done = param.nbatch + self.resumed.skipped(param.epoch)
+        checkpoint.save_run(self.prefix, epoch=param.epoch, batch=done, batch_size=self.batch_size)
+        raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
+                              "written: carry on with the same command and --resume"
+                              % (self.signum, param.epoch + 1, done), 128 + self.signum)

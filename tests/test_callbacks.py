@@ -1,0 +1,90 @@
+"""callbacks.py: the perplexity metric against a direct computation, and the callbacks on
+hand-made epochs."""
+import math
+from collections import namedtuple
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import callbacks
+import checkpoint
+
+Param = namedtuple("Param", ["epoch", "eval_metric"])
+
+
+class Perplexity:
+    """An eval metric that reports a given validation perplexity."""
+
+    def __init__(self, perplexity):
+        self.perplexity = perplexity
+
+    def get_global(self):
+        return ["perplexity", "bits-per-char"], [self.perplexity, math.log2(self.perplexity)]
+
+
+def test_perplexity_metric_matches_a_direct_computation():
+    rng = np.random.RandomState(0)
+    batch, seq_len, labels = 3, 4, 5
+    label = rng.randint(0, labels, size=(batch, seq_len))
+    label[0, -1] = label[2, 1] = 0
+    pred = rng.dirichlet(np.ones(labels), size=seq_len * batch)  # time-major rows: t * batch + b
+    nll = [-math.log(pred[t * batch + b, label[b, t]]) for b in range(batch) for t in range(seq_len) if label[b, t]]
+    metric = callbacks.CharPerplexity()
+    metric.update([mx.nd.array(label)], [mx.nd.array(pred)])
+    names, values = metric.get()
+    assert names == ["perplexity", "bits-per-char"]
+    assert values[0] == pytest.approx(math.exp(np.mean(nll)), rel=1e-5)
+    assert values[1] == pytest.approx(np.mean(nll) / math.log(2), rel=1e-5)
+    assert not metric.diverged
+    metric.update([mx.nd.array(label)], [mx.nd.array(pred * np.nan)])
+    assert metric.diverged
+
+
+class FakeOptimizer:
+    def __init__(self, lr):
+        self.optimizer = mx.optimizer.SGD(learning_rate=lr)
+
+
+def test_anneal_lowers_the_rate_only_when_validation_does_not_improve():
+    optimizer = FakeOptimizer(1.0)
+    lower = callbacks.anneal(optimizer, 0.5)
+    rates = []
+    for epoch, perplexity in enumerate([10.0, 8.0, 9.0, 8.5, 7.0, 7.0]):
+        lower(Param(epoch, Perplexity(perplexity)))
+        rates.append(optimizer.optimizer.learning_rate)
+    assert rates == [1.0, 1.0, 0.5, 0.25, 0.25, 0.125]
+
+
+def test_the_best_copy_follows_the_lowest_validation_loss_and_the_run_record(tmp_path):
+    prefix = str(tmp_path / "m")
+    checkpoint.save_run(prefix, epoch=0, batch=0)  # as a starting run writes it
+    copy = callbacks.copy_best(prefix)
+    for epoch, perplexity in enumerate([10.0, 8.0, 9.0], start=1):
+        checkpoint.save_params(checkpoint.params_path(prefix, epoch), {"w": mx.nd.full((2,), epoch)}, {})
+        copy(Param(epoch - 1, Perplexity(perplexity)))
+    best, _ = checkpoint.load_params(prefix, "best")
+    assert best["w"].asnumpy().tolist() == [2, 2]
+    record = checkpoint.load_run(prefix)
+    assert record["best_epoch"] == 2 and record["best_val_loss"] == pytest.approx(math.log(8.0))
+    # a resumed run remembers the best so far: epoch 4 at perplexity 9 is no new best
+    checkpoint.save_params(checkpoint.params_path(prefix, 4), {"w": mx.nd.full((2,), 4)}, {})
+    callbacks.copy_best(prefix)(Param(3, Perplexity(9.0)))
+    assert checkpoint.load_params(prefix, "best")[0]["w"].asnumpy().tolist() == [2, 2]
+
+
+def test_keep_newest_removes_older_epochs_and_their_optimizer_states(tmp_path):
+    prefix = str(tmp_path / "m")
+    for epoch in (1, 2, 3):
+        for name in (checkpoint.params_path(prefix, epoch), checkpoint.path("states", prefix, epoch, "fused")):
+            open(name, "w").close()
+    callbacks.keep_newest(prefix, 1)(3, None, {}, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-0003-fused.states", "m-0003.params"]
+
+
+def test_options_given_again_replace_the_saved_ones():
+    saved = mx.optimizer.SGD(learning_rate=0.01, momentum=0.9, wd=1e-4, rescale_grad=1 / 32)
+    fresh = mx.optimizer.SGD(learning_rate=0.05, momentum=0.0, wd=0.0, rescale_grad=1 / 8, clip_gradient=5)
+    callbacks.replace_saved_options(saved, fresh, {"learning_rate", "clip_gradient"})
+    assert (saved.learning_rate, saved.clip_gradient, saved.rescale_grad) == (0.05, 5, 1 / 8)
+    assert (saved.momentum, saved.wd) == (0.9, 1e-4)  # not given again: the checkpoint's
