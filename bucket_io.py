@@ -263,3 +263,81 @@ class BucketSentenceIter(mx.io.DataIter):
             bucket_key=size,
             provide_data=[(self.data_name, data.shape)] + list(self.init_states),
             provide_label=[(self.label_name, label.shape)])
+
+
+def wrap_length(content):
+    """The width at which a text is hard-wrapped (every line but the last that long), or None
+    when its newlines are its own. obama.txt is wrapped at 129: its lines cut words in two."""
+    lines = content[:-1].split("\n") if content.endswith("\n") else content.split("\n")
+    lengths = {len(line) for line in lines[:-1]}
+    return lengths.pop() if len(lengths) == 1 and len(lines) > 2 else None
+
+
+def stream_texts(content, val_frac=0.0):
+    """The training and held-out text for stateful training. The held-out text is the same last
+    `val_frac` of the lines that the per-line protocol holds out. A hard-wrapped text's newlines
+    are wrap points, not text: they are joined, so the model reads the running text."""
+    lines = content.split("\n")
+    if content.endswith("\n"):
+        lines = lines[:-1]
+    held_out = int(round(len(lines) * val_frac))
+    joiner = "" if wrap_length(content) else "\n"
+    return joiner.join(lines[:len(lines) - held_out]), joiner.join(lines[len(lines) - held_out:])
+
+
+class StreamIter(mx.io.DataIter):
+    """Batches that continue `batch_size` contiguous streams of one text, for stateful training
+    (truncated back-propagation through time, as char-rnn and word_language_model train).
+
+    The text is cut into `batch_size` streams of equal length; batch i holds characters
+    [i * seq_len, (i + 1) * seq_len) of every stream, and its label the character after each. The
+    initial LSTM states of a batch are `states`, which callbacks.carry_states sets to the final
+    states of the batch before; reset() zeroes them. `pad_last` adds a last batch padded with 0
+    (a label the metric ignores), so that an evaluation counts every character but each stream's
+    first. `max_batches` caps the batches of an epoch (workers of a synchronous store).
+    """
+
+    def __init__(self, ids, batch_size, seq_len, init_states, pad_last=False, max_batches=None,
+                 data_name="data", label_name="softmax_label"):
+        super().__init__(batch_size)
+        length = -(-len(ids) // batch_size) if pad_last else len(ids) // batch_size
+        flat = np.zeros(batch_size * length, dtype=np.float32)
+        flat[:min(len(ids), flat.size)] = ids[:flat.size]
+        batches = max(0, -(-(length - 1) // seq_len) if pad_last else (length - 1) // seq_len)
+        self.streams = np.zeros((batch_size, batches * seq_len + 1), dtype=np.float32)
+        width = min(length, self.streams.shape[1])
+        self.streams[:, :width] = flat.reshape(batch_size, length)[:, :width]
+        self.seq_len, self.default_bucket_key = seq_len, seq_len
+        self.batches = batches if max_batches is None else min(batches, max_batches)
+        self.data_name, self.label_name = data_name, label_name
+        self.init_states = init_states
+        self.states = [mx.nd.zeros(shape) for _, shape in init_states]
+        self.provide_data = [(data_name, (batch_size, seq_len))] + list(init_states)
+        self.provide_label = [(label_name, (batch_size, seq_len))]
+        logging.info("Streams: %d of %d characters, %d batches of %d steps", batch_size, length, self.batches, seq_len)
+        self.cursor, self.skip_batches = 0, 0
+
+    @property
+    def num_batches(self):
+        return self.batches
+
+    def resume_at(self, _epoch, batch=0):
+        """Makes the next reset start at batch `batch`; the caller then sets `states` (the carried ones)."""
+        self.skip_batches = batch
+
+    def reset(self):
+        self.cursor, self.skip_batches = self.skip_batches, 0
+        if self.cursor == 0:
+            for state in self.states:
+                state[:] = 0
+
+    def next(self):
+        if self.cursor >= self.batches:
+            raise StopIteration
+        begin = self.cursor * self.seq_len
+        self.cursor += 1
+        data = self.streams[:, begin:begin + self.seq_len]
+        label = self.streams[:, begin + 1:begin + self.seq_len + 1]
+        return mx.io.DataBatch(data=[mx.nd.array(data)] + self.states, label=[mx.nd.array(label)],
+                               bucket_key=self.seq_len, provide_data=self.provide_data,
+                               provide_label=self.provide_label)

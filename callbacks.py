@@ -36,7 +36,9 @@ class CharPerplexity(mx.metric.Perplexity):
         self.diverged = False
 
     def update(self, labels, preds):
-        # labels come (batch, seq_len); the graph predicts time-major, (seq_len * batch, num_label)
+        # labels come (batch, seq_len); the graph predicts time-major, (seq_len * batch, num_label).
+        # A stateful graph outputs its final states after the predictions: they are not scored.
+        preds = preds[:len(labels)]
         super().update([label.T for label in labels], preds)
         self.diverged |= not all(math.isfinite(pred.sum().asscalar()) for pred in preds)
 
@@ -154,13 +156,25 @@ class TrainingOptimizer:
         return " ".join(words)
 
 
+def carry_states(iterator):
+    """Batch end (training or evaluation) in stateful training: the final LSTM states of the batch
+    become the iterator's initial states for the next, each device's streams from that device."""
+    def carry(param):
+        manager = param.locals["executor_manager"]
+        for executor, part in zip(manager.curr_execgrp.train_execs, manager.slices):
+            for state, final in zip(iterator.states, executor.outputs[1:]):
+                state[part.start:part.stop] = final
+    return carry
+
+
 class Checkpointer:
     """Writes the weights, in the tutorial's names, and the optimizer: after each epoch (the
-    tutorial's do_checkpoint) and, for a stopped run, in the middle of one (the partial checkpoint)."""
+    tutorial's do_checkpoint) and, for a stopped run, in the middle of one (the partial checkpoint,
+    with the carried LSTM states of stateful training, `carried`)."""
 
-    def __init__(self, prefix, symbol, to_tutorial, optimizer, backend):
+    def __init__(self, prefix, symbol, to_tutorial, optimizer, backend, carried=None):
         self.prefix, self.symbol, self.to_tutorial = prefix, symbol, to_tutorial
-        self.optimizer, self.backend = optimizer, backend
+        self.optimizer, self.backend, self.carried = optimizer, backend, carried
 
     def save_epoch(self, epoch, arg_params, aux_params):
         checkpoint.save_checkpoint(self.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
@@ -170,6 +184,8 @@ class Checkpointer:
         checkpoint.save_params(checkpoint.path("partial", self.prefix, epoch), self.to_tutorial(arg_params),
                                aux_params)
         self.optimizer.save(checkpoint.path("partial_states", self.prefix, epoch, self.backend))
+        if self.carried is not None:
+            checkpoint.save_carried(self.prefix, epoch, self.carried)
 
     def do_checkpoint(self, epoch, _symbol, arg_params, aux_params):
         """Epoch end: `<prefix>-%04d.params` and its optimizer state; the run record moves on."""

@@ -34,6 +34,7 @@ FILES = {
     "best": "%s-best.params",             # the epoch with the lowest validation loss
     "partial": "%s-partial-%04d.params",  # the weights of a run stopped inside epoch N + 1
     "partial_states": "%s-partial-%04d-%s.states",
+    "partial_carry": "%s-partial-%04d.carry",  # the LSTM states stateful training carries there
     "metrics": "%s-metrics.csv",          # a row an epoch
     "run": "%s-run.json",                 # the run record: options, model, how far, best loss
     "curves": "%s-curves.png",            # plot_curves.py's picture of the metrics
@@ -388,6 +389,25 @@ def resume_point(prefix, backend):
         arg_params, aux_params = load_params(prefix, epoch)
         states = path("states", prefix, epoch, backend)
     return epoch, batch, arg_params, aux_params, states if os.path.exists(states) else None, record
+
+
+def save_carried(prefix, epoch, states):
+    """Writes the LSTM states that stateful training carries from batch to batch."""
+    arrays = {"state%d" % i: state.as_in_context(mx.cpu()) for i, state in enumerate(states)}
+    target = path("partial_carry", prefix, epoch)
+    atomic_write(target, lambda tmp: mx.nd.save(tmp, arrays), _holds(arrays))
+
+
+def load_carried(prefix, epoch):
+    """The carried LSTM states of a partial checkpoint (a list of NDArrays), or None."""
+    source = path("partial_carry", prefix, epoch)
+    if not os.path.exists(source):
+        return None
+    try:
+        saved = mx.nd.load(source)
+        return [saved["state%d" % i] for i in range(len(saved))]
+    except (MXNetError, KeyError):
+        raise CheckpointError("%s is not readable (corrupt or truncated?)" % source)
 
 
 def clear_partial(prefix):

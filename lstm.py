@@ -72,13 +72,21 @@ def _stack_step(hidden, states, params, num_hidden, seqidx, dropout):
     return hidden
 
 
-def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.):
+def _with_final_states(softmax, final_c, final_h):
+    """The training graph's outputs for stateful training: the softmax, then each final state in
+    the order of init_states, behind BlockGrad (no gradient flows across batches)."""
+    return mx.sym.Group([softmax] + [mx.sym.BlockGrad(state) for state in list(final_c) + list(final_h)])
+
+
+def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
+                state_outputs=False):
     """The training graph over `seq_len` steps: data and softmax_label are (batch, seq_len).
 
     The same cells as the tutorial's, built layer by layer rather than step by step, so that each
     layer's input-to-hidden product covers all steps in one FullyConnected. Everything is
     time-major: the predictions come out (seq_len * batch, num_label), and the label is
-    transposed to the same order before SoftmaxOutput.
+    transposed to the same order before SoftmaxOutput. `state_outputs` adds the final states
+    (l%d_c for every layer, then l%d_h), for stateful training.
     """
     params, states = _layer_params_and_states(num_lstm_layer)
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
@@ -93,13 +101,17 @@ def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_
         for t in range(seq_len):
             state = _cell(num_hidden, i2h_steps[t], state, param, t, i)
             outputs.append(state.h)
+        states[i] = state
         layer_input = mx.sym.stack(*outputs, axis=0)  # (seq_len, batch, num_hidden)
     if dropout > 0.:
         layer_input = mx.sym.Dropout(data=layer_input, p=dropout)
     pred = _classify(mx.sym.reshape(layer_input, shape=(-1, num_hidden)), num_label)
 
     label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
-    return mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+    softmax = mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+    if not state_outputs:
+        return softmax
+    return _with_final_states(softmax, [s.c for s in states], [s.h for s in states])
 
 
 def lstm_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label, dropout=0.):
@@ -224,7 +236,8 @@ def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed):
         mx.sym.slice_axis(params, axis=0, begin=biases_begin, end=biases_begin + biases), dim=0)
 
 
-def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.):
+def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
+                      state_outputs=False):
     """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
     the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`, see
     fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
@@ -233,6 +246,7 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
 
     Without dropout all layers are one RNN operator. With dropout each layer is its own RNN with
     a Dropout between them, because MXNet 1.9.1's oneDNN RNN ignores the operator's own `p`.
+    `state_outputs` adds the final states (lstm_c, then lstm_h, batch-major as the inputs).
     """
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
@@ -241,24 +255,34 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     init_h = mx.sym.transpose(mx.sym.Variable("lstm_init_h"), axes=(1, 0, 2))
     init_c = mx.sym.transpose(mx.sym.Variable("lstm_init_c"), axes=(1, 0, 2))
     hidden = mx.sym.transpose(embed, axes=(1, 0, 2))  # (seq_len, batch, num_embed)
+    final_h, final_c = [], []
     if dropout > 0.:
         for i in range(num_lstm_layer):
             if i > 0:
                 hidden = mx.sym.Dropout(data=hidden, p=dropout)
             layer_params = _fused_layer_params(params, i, num_lstm_layer, num_hidden, num_embed)
-            hidden = mx.sym.RNN(data=hidden, parameters=layer_params,
-                                state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
-                                state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
-                                state_size=num_hidden, num_layers=1, mode="lstm", name="lstm_l%d" % i)
+            rnn = mx.sym.RNN(data=hidden, parameters=layer_params,
+                             state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
+                             state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
+                             state_size=num_hidden, num_layers=1, mode="lstm", state_outputs=state_outputs,
+                             name="lstm_l%d" % i)
+            hidden = rnn[0] if state_outputs else rnn
+            final_h, final_c = final_h + [rnn[1]] * state_outputs, final_c + [rnn[2]] * state_outputs
     else:
-        hidden = mx.sym.RNN(data=hidden, parameters=params, state=init_h, state_cell=init_c,
-                            state_size=num_hidden, num_layers=num_lstm_layer, mode="lstm", name="lstm")
+        rnn = mx.sym.RNN(data=hidden, parameters=params, state=init_h, state_cell=init_c, state_size=num_hidden,
+                         num_layers=num_lstm_layer, mode="lstm", state_outputs=state_outputs, name="lstm")
+        hidden = rnn[0] if state_outputs else rnn
+        final_h, final_c = [rnn[1]] * state_outputs, [rnn[2]] * state_outputs
     hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
     if dropout > 0.:
         hidden = mx.sym.Dropout(data=hidden, p=dropout)
     pred = _classify(hidden, num_label)
     label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
-    return mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+    softmax = mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+    if not state_outputs:
+        return softmax
+    batch_major = [mx.sym.transpose(mx.sym.concat(*final, dim=0), axes=(1, 0, 2)) for final in (final_c, final_h)]
+    return _with_final_states(softmax, batch_major[:1], batch_major[1:])
 
 
 def bfloat16_graph(symbol):

@@ -45,6 +45,9 @@ def build_parser():
                       help="cut lines longer than the largest bucket instead of failing")
     data.add_argument("--stream", action="store_true",
                       help="treat the corpus as one continuous text cut into --seq-len pieces, not one sample a line")
+    data.add_argument("--stateful", action="store_true",
+                      help="read the corpus as one running text in --batch-size streams: each batch of --seq-len "
+                           "steps continues them, from the LSTM states the batch before ended in")
     data.add_argument("--val-frac", type=cli.fraction, default=0.05, help="the last fraction of sentences held out (0: none)")
     data.add_argument("--batch-size", type=cli.positive_int, default=32)
     data.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
@@ -107,6 +110,9 @@ def parse_args(argv=None):
                 "dist_*: use --lr-step-epochs, which the servers apply")
     if args.lr_anneal is not None and args.lr_step_epochs:
         p.error("--lr-anneal and --lr-step-epochs are two different schedules: choose one")
+    if args.stateful and (args.buckets or args.stream or args.split_long_lines):
+        p.error("--stateful reads the corpus as one text in steps of --seq-len: not with --buckets, --stream "
+                "or --split-long-lines")
     if args.bf16 and args.rnn_backend == "fused":
         p.error("--bf16 needs --rnn-backend unrolled: MXNet 1.9.1's RNN operator has no bfloat16")
     if args.bf16 and device.bf16_unavailable_reason():
@@ -130,15 +136,15 @@ def train(args, contexts):
         checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
     kv = mx.kv.create(args.kv_store)
     writes = kv.rank == 0  # in distributed training only the first worker writes files
-    data_train, data_val = load_data(args, corpus, vocab, kv)
+    data_train, data_val = (load_streams if args.stateful else load_data)(args, corpus, vocab, kv)
 
     # the symbol: one unrolled graph a bucket length, as the tutorial's sym_gen
     num_label = len(vocab) + 1
     unroll = lstm.fused_lstm_unroll if args.rnn_backend == "fused" else lstm.lstm_unroll
 
     def sym_gen(seq_len):
-        symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden,
-                        num_embed=args.num_embed, num_label=num_label, dropout=args.dropout)
+        symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
+                        num_label=num_label, dropout=args.dropout, state_outputs=args.stateful)
         return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
     with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
         saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label,
@@ -153,6 +159,8 @@ def train(args, contexts):
             logging.info("Already trained for %d epochs (--num-epoch %d): nothing to do", start.epoch, args.num_epoch)
             return None
         data_train.resume_at(start.epoch, start.batch)
+        if args.stateful and start.batch:
+            restore_carried(args.prefix, start.epoch, data_train)
         if writes:
             record_run(args, vocab, start)
 
@@ -165,11 +173,11 @@ def train(args, contexts):
                 initializer=INITIALIZER, arg_params=start.arg_params, aux_params=start.aux_params,
                 begin_epoch=start.epoch, **optimizer_params(args, data_train.num_batches))
         metric = callbacks.CharPerplexity()
-        batch_end, epoch_end, eval_end, stop = make_callbacks(args, metric, optimizer, saved_symbol, data_train,
-                                                              data_val is not None, start, writes)
-        with stop:
-            model.fit(X=data_train, eval_data=data_val, eval_metric=metric, kvstore=kv, batch_end_callback=batch_end,
-                      epoch_end_callback=epoch_end, eval_end_callback=eval_end)
+        calls = make_callbacks(args, metric, optimizer, saved_symbol, data_train, data_val, start, writes)
+        with calls.stop:
+            model.fit(X=data_train, eval_data=data_val, eval_metric=metric, kvstore=kv,
+                      batch_end_callback=calls.batch_end, epoch_end_callback=calls.epoch_end,
+                      eval_end_callback=calls.eval_end, eval_batch_end_callback=calls.eval_batch_end)
     return model
 
 
@@ -199,6 +207,40 @@ def load_data(args, corpus, vocab, kv):
         logging.warning("The %d held-out sentences make no full batch: no validation", len(val_sentences))
         return data_train, None
     return data_train, data_val
+
+
+def load_streams(args, corpus, vocab, kv):
+    """The iterators of stateful training: the running text in --batch-size streams, the held-out
+    tail (the lines the per-line protocol holds out) in as many, every character of it scored."""
+    content = bucket_io.read_content(corpus)
+    if bucket_io.wrap_length(content):
+        logging.info("The corpus is hard-wrapped at %d characters: its newlines are joined, as one running text",
+                     bucket_io.wrap_length(content))
+    train_text, val_text = bucket_io.stream_texts(content, args.val_frac)
+    max_batches = None
+    if kv.num_workers > 1:  # each worker its own contiguous part, and as many batches as the shortest
+        share = len(train_text) // kv.num_workers
+        max_batches = (share // args.batch_size - 1) // args.seq_len
+        train_text = train_text[kv.rank * share:(kv.rank + 1) * share]
+    states = lstm.init_states(args.num_lstm_layer, args.batch_size, args.num_hidden, args.rnn_backend)
+    data_train = bucket_io.StreamIter(bucket_io.text2id(train_text, vocab), args.batch_size, args.seq_len, states,
+                                      max_batches=max_batches)
+    if data_train.num_batches == 0:
+        raise bucket_io.CorpusError("%s is too short for %d streams of %d steps" % (corpus, args.batch_size, args.seq_len))
+    if len(val_text) < 2 * args.batch_size:
+        return data_train, None
+    return data_train, bucket_io.StreamIter(bucket_io.text2id(val_text, vocab), args.batch_size, args.seq_len,
+                                            states, pad_last=True)
+
+
+def restore_carried(prefix, epoch, data_train):
+    """Puts the LSTM states that a stopped stateful run carried back into the iterator."""
+    carried = checkpoint.load_carried(prefix, epoch)
+    if carried is None:
+        logging.warning("The partial checkpoint carries no LSTM states: its streams restart from zero states")
+        return
+    for state, saved in zip(data_train.states, carried):
+        state[:] = saved
 
 
 def starting_point(args, vocab, writes):
@@ -265,16 +307,22 @@ def optimizer_params(args, batches_per_epoch):
     return params
 
 
-def make_callbacks(args, metric, optimizer, symbol, data_train, has_validation, start, writes):
+Callbacks = namedtuple("Callbacks", ["batch_end", "epoch_end", "eval_end", "eval_batch_end", "stop"])
+
+
+def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start, writes):
     """FeedForward's batch-end, epoch-end and eval-end callbacks (callbacks.py says when each runs),
     and the signal handler to hold around fit."""
     resumed = callbacks.Resumed(start.epoch, start.batch)
+    has_validation = data_val is not None
     to_tutorial = functools.partial(lstm.tutorial_params, num_lstm_layer=args.num_lstm_layer,
                                     num_hidden=args.num_hidden, num_embed=args.num_embed)
-    saver = callbacks.Checkpointer(args.prefix, symbol, to_tutorial, optimizer, args.rnn_backend) if writes else None
+    saver = callbacks.Checkpointer(args.prefix, symbol, to_tutorial, optimizer, args.rnn_backend,
+                                   data_train.states if args.stateful else None) if writes else None
     stop = callbacks.StopOnSignal(args.prefix, saver, resumed, args.batch_size)
+    carry = [callbacks.carry_states(data_train)] if args.stateful else []
     batch_end = [callbacks.ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, resumed),
-                 callbacks.stop_on_divergence(metric, resumed), stop]
+                 callbacks.stop_on_divergence(metric, resumed)] + carry + [stop]
     epoch_end = [callbacks.log_training_metrics(metric)]
     eval_end = [callbacks.log_validation_metrics]
     if writes:
@@ -290,7 +338,8 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, has_validation, 
             epoch_end.append(row.finish_at_epoch_end)
     if args.lr_anneal:
         eval_end.append(callbacks.anneal(optimizer, args.lr_anneal, start.best_loss or float("inf")))
-    return batch_end, epoch_end, eval_end, stop
+    eval_batch_end = [callbacks.carry_states(data_val)] if args.stateful and has_validation else None
+    return Callbacks(batch_end, epoch_end, eval_end, eval_batch_end, stop)
 
 
 def main(argv=None):

@@ -153,3 +153,42 @@ def test_resume_at_reproduces_an_epoch_from_any_batch(text_file):
     resumed.reset()  # the epoch after it starts from its beginning
     straight.reset()
     assert rows(resumed) == rows(straight)
+
+
+def test_stream_batches_continue_each_stream():
+    states = [("l0_init_c", (2, 3)), ("l0_init_h", (2, 3))]
+    it = bucket_io.StreamIter(list(range(1, 24)), 2, 3, states)  # 2 streams of 11; 3 batches of 3 steps
+    batches = all_batches(it)
+    assert [b.data[0].asnumpy().tolist() for b in batches] == [
+        [[1, 2, 3], [12, 13, 14]], [[4, 5, 6], [15, 16, 17]], [[7, 8, 9], [18, 19, 20]]]
+    assert [b.label[0].asnumpy().tolist() for b in batches] == [
+        [[2, 3, 4], [13, 14, 15]], [[5, 6, 7], [16, 17, 18]], [[8, 9, 10], [19, 20, 21]]]
+    assert all(b.data[1] is it.states[0] and b.bucket_key == 3 for b in batches)
+
+
+def test_stream_evaluation_scores_every_character_but_each_streams_first():
+    it = bucket_io.StreamIter(list(range(1, 24)), 2, 3, [("s", (2, 1))], pad_last=True)
+    labels = np.concatenate([b.label[0].asnumpy() for b in all_batches(it)], axis=1)
+    assert sorted(labels[labels > 0].astype(int).tolist()) == [i for i in range(1, 24) if i not in (1, 13)]
+
+
+def test_reset_zeroes_the_carried_states_and_resume_keeps_them():
+    it = bucket_io.StreamIter(list(range(1, 24)), 2, 3, [("s", (2, 1))])
+    it.states[0][:] = 5
+    it.reset()
+    assert it.states[0].asnumpy().tolist() == [[0], [0]]
+    it.resume_at(0, 2)
+    it.states[0][:] = 7  # as the carried states of a partial checkpoint are put back
+    it.reset()
+    assert [b.data[0].asnumpy()[0].tolist() for b in it] == [[7, 8, 9]] and it.states[0].asnumpy()[0, 0] == 7
+
+
+def test_a_hard_wrapped_text_is_joined_and_the_held_out_lines_are_the_per_line_ones():
+    wrapped = "abcd\nefgh\nijkl\nmn\n"
+    assert bucket_io.wrap_length(wrapped) == 4
+    assert bucket_io.stream_texts(wrapped, val_frac=0.5) == ("abcdefgh", "ijklmn")
+    own = "ab\nabcde\nd\n"  # newlines of its own: kept
+    assert bucket_io.wrap_length(own) is None
+    assert bucket_io.stream_texts(own, val_frac=0.34) == ("ab\nabcde", "d")
+    per_line_train, per_line_val = bucket_io.corpus_sentences(wrapped, 4, val_frac=0.5)
+    assert "".join(per_line_val) == bucket_io.stream_texts(wrapped, val_frac=0.5)[1]

@@ -98,3 +98,12 @@ def test_timeout_stops_every_process(tmp_path):
     assert status != 0 and marker.exists()
     leftover = subprocess.run(["pgrep", "-f", "time.sleep\\(600\\)|import mxnet"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+def test_stateful_training_gives_each_worker_its_own_streams(small_corpus, tmp_path):
+    prefix = str(tmp_path / "m")
+    dist = launch("--num-workers", "2", "--timeout", "200", "--data", small_corpus, "--prefix", prefix, "--stateful")
+    assert dist.returncode == 0, dist.stdout[-3000:]
+    # 38,700 characters in two parts, each in 8 streams of 2,418: 18 batches of 129 steps
+    assert "[worker 0]" in dist.stdout and dist.stdout.count("Streams: 8 of 2418 characters, 18 batches") == 2
+    assert checkpoint.epochs(prefix) == [1]

@@ -3,11 +3,12 @@ import re
 
 import mxnet as mx
 import numpy as np
+import pytest
 
 import reference
 from conftest import needs_bf16
 from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_layer_params, fuse_lstm_params,
-                  fused_inference_symbol, fused_layer_param_name, fused_lstm_unroll, lstm_inference_symbol,
+                  fused_inference_symbol, fused_layer_param_name, fused_lstm_unroll, init_states, lstm_inference_symbol,
                   lstm_unroll, unfuse_lstm_params)
 
 LAYERS, VOCAB, HIDDEN, EMBED, SEQ, BATCH = 2, 11, 6, 5, 7, 3
@@ -251,3 +252,35 @@ def test_bfloat16_graph_keeps_names_and_maths_to_bfloat16_precision():
     assert np.abs(got - probs).max() > 1e-6  # the products really ran in bfloat16
     onehot = np.eye(VOCAB)[label.T.reshape(-1)]
     np.testing.assert_allclose(executor.grad_dict["cls_bias"].asnumpy(), (probs - onehot).sum(axis=0), atol=0.05)
+
+
+@pytest.mark.parametrize("backend", ["unrolled", "fused"])
+def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend):
+    """Stateful training's graph: the final states of the first piece, fed as the initial states of
+    the second, give the probabilities of the whole text in one piece (and of the numpy LSTM)."""
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20)
+    if backend == "fused":
+        params = dict({k: v for k, v in params.items() if not is_lstm_param(k)},
+                      **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
+    unroll = fused_lstm_unroll if backend == "fused" else lstm_unroll
+    data = np.random.RandomState(21).randint(1, VOCAB, size=(BATCH, 2 * SEQ))
+
+    def run(seq_len, pieces):
+        executor = bind(unroll(LAYERS, seq_len, VOCAB, HIDDEN, EMBED, VOCAB, state_outputs=True), params,
+                        dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, seq_len),
+                             softmax_label=(BATCH, seq_len)))
+        probs = []
+        for piece in pieces:
+            executor.arg_dict["data"][:] = piece
+            executor.forward(is_train=True)  # training mode: dropout is 0, so it must change nothing
+            probs.append(executor.outputs[0].asnumpy())
+            for (name, _), final in zip(init_states(LAYERS, BATCH, HIDDEN, backend), executor.outputs[1:]):
+                executor.arg_dict[name][:] = final
+        return probs
+
+    whole = run(2 * SEQ, [data])[0]
+    first, second = run(SEQ, [data[:, :SEQ], data[:, SEQ:]])
+    # time-major rows: the first SEQ steps of the whole are the first piece's
+    np.testing.assert_allclose(np.concatenate([first, second]), whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(whole, reference.unrolled_probs(reference.random_params(
+        LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20), data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)

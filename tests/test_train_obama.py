@@ -468,3 +468,57 @@ def test_a_really_full_disk_stops_training_and_keeps_the_earlier_epochs(small_co
     after = {name: open(small_disk / name, "rb").read() for name in os.listdir(small_disk)}
     assert after.pop("m-run.json") and before.pop("m-run.json")  # the record of the new run's options
     assert after == before
+
+
+@pytest.mark.parametrize("backend", ["unrolled", "fused"])
+def test_stateful_batches_start_where_the_batch_before_ended_on_each_device(small_corpus, tmp_path, monkeypatch,
+                                                                           backend):
+    seen = []  # per batch: its epoch, the initial states it was fed, the final states it gave
+    real_carry = callbacks.carry_states
+
+    def recording_carry(iterator):
+        carry = real_carry(iterator)
+
+        def record(param):
+            executors = param.locals["executor_manager"].curr_execgrp.train_execs
+            names = [name for name, _ in iterator.init_states]
+            fed = [np.concatenate([e.arg_dict[name].asnumpy() for e in executors]) for name in names]
+            final = [np.concatenate([e.outputs[1 + k].asnumpy() for e in executors]) for k in range(len(names))]
+            seen.append((param.epoch, fed, final))
+            carry(param)
+        return record
+    monkeypatch.setattr(callbacks, "carry_states", recording_carry)
+    args = train_obama.parse_args(TINY + ["--data", small_corpus, "--prefix", str(tmp_path / "m"), "--stateful",
+                                          "--val-frac", "0", "--num-epoch", "2", "--rnn-backend", backend])
+    train_obama.train(args, [mx.cpu(0), mx.cpu(1)])  # two devices, each with half the streams
+    with open(small_corpus, encoding="utf-8") as f:  # the running text in 8 streams, 129 steps a batch
+        per_epoch = (len(f.read().replace("\n", "")) // 8 - 1) // 129
+    assert len(seen) == 2 * per_epoch
+    within_epochs = [(fed, final_before) for (epoch, fed, _), (epoch_before, _, final_before) in zip(seen[1:], seen)
+                     if epoch == epoch_before]
+    assert len(within_epochs) == 2 * (per_epoch - 1)
+    for fed, final_before in within_epochs:
+        for state, carried in zip(fed, final_before):
+            np.testing.assert_array_equal(state, carried)
+    starts = [fed for (epoch, fed, _), before in zip(seen, [(None,)] + seen) if epoch != before[0]]
+    assert len(starts) == 2 and all(np.abs(state).max() == 0 for fed in starts for state in fed)
+    assert np.abs(seen[0][2][0]).max() > 0.01  # the states carried are not zeros
+
+
+def test_stateful_resume_ends_as_an_uninterrupted_run_and_generates(small_corpus, tmp_path):
+    common = ["--data", small_corpus, "--stateful", "--dropout", "0", "--momentum", "0.9", "--num-epoch", "2"]
+    whole, stopped = str(tmp_path / "whole" / "m"), str(tmp_path / "stopped" / "m")
+    assert run_script(*common, "--prefix", whole).wait(timeout=300) == 0
+    proc = run_script(*common, "--prefix", stopped)
+    wait_for(proc, r"Epoch\[1\] Batch \[0-5\]")
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert checkpoint.load_carried(stopped, 1) is not None
+    resumed = run_script(*common, "--prefix", stopped, "--resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0 and re.search(r"Resuming at epoch 2, after batch \d+", out), out
+    assert_same(params(whole, 2), params(stopped, 2))
+    generated = run_command("generate.py", "The United States", "--prefix", stopped, "--length", "300")
+    assert generated.returncode == 0 and generated.stdout.startswith("The United States"), generated.stderr
+    assert len(generated.stdout) <= len("The United States") + 300 + 1
