@@ -118,6 +118,11 @@ def build_vocab(path):
     return vocab_from_text(read_content(path))
 
 
+def unknown_characters(text, vocab):
+    """The characters of `text` that the vocabulary lacks, named for an error message ('' if none)."""
+    return ", ".join(repr(c) for c in sorted(set(text) - set(vocab)))
+
+
 def text2id(sentence, vocab):
     """The ids of a sentence's characters."""
     return [vocab[char] for char in sentence]

@@ -43,9 +43,8 @@ class OutputError(ValueError):
 def check_seed(seed, vocab, skip_unknown=False):
     """The seed, or an error naming its characters that the vocabulary lacks (dropped, with a
     warning, under `skip_unknown`)."""
-    unknown = sorted(set(seed) - set(vocab))
-    if unknown:
-        names = ", ".join(repr(c) for c in unknown)
+    names = bucket_io.unknown_characters(seed, vocab)
+    if names:
         if not skip_unknown:
             raise SeedError("the seed has characters that are not in the vocabulary: %s "
                             "(--skip-unknown drops them)" % names)
