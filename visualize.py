@@ -11,7 +11,6 @@ the line, inside quotes, ...), and the gate-saturation picture of Karpathy, John
 "Visualizing and Understanding Recurrent Networks" (2015).
 """
 import argparse
-import base64
 import html
 import json
 import logging
@@ -139,11 +138,16 @@ def saturation_svg(name, left, right, size=240):
     return '<svg class="gate" width="%d" height="%d">%s%s%s</svg>' % (size, size + 24, axes, dots, labels)
 
 
+# one character a value: 64 levels of activation, from -1 (A) to 1 (/)
+LEVELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 def encode_cells(activations):
-    """Each cell's activations over the text, 0..255 for -1..1, base64: [layer][unit] -> string."""
-    quantised = np.clip(np.round((activations + 1) * 127.5), 0, 255).astype(np.uint8)
-    return [[base64.b64encode(quantised[layer, :, unit].tobytes()).decode("ascii")
-             for unit in range(quantised.shape[2])] for layer in range(quantised.shape[0])]
+    """Each cell's activations over the text as a string, one LEVELS character a step: [layer][unit]."""
+    quantised = np.clip(np.round((activations + 1) * 31.5), 0, 63).astype(np.uint8)
+    alphabet = np.frombuffer(LEVELS.encode("ascii"), dtype=np.uint8)
+    return [[alphabet[quantised[layer, :, unit]].tobytes().decode("ascii") for unit in range(quantised.shape[2])]
+            for layer in range(quantised.shape[0])]
 
 
 def page_data(text, ids, trace, vocab):

@@ -142,3 +142,11 @@ def test_hovering_a_character_shows_the_models_guesses(page_in_browser):
     assert lines[0].startswith("character 5: ") and "the model's five guesses:" in lines
     assert len(lines[lines.index("the model's five guesses:") + 1:]) == 5
     assert chrome.run("return window.pageErrors") == []
+
+
+def test_cells_are_stored_at_64_levels_from_minus_one_to_one():
+    activations = np.array([[[-1.0, 0.0], [1.0, 0.5], [-0.25, 0.999]]])  # 1 layer, 3 steps, 2 units
+    coded = visualize.encode_cells(activations)
+    decoded = np.array([[[visualize.LEVELS.index(ch) / 31.5 - 1 for ch in unit] for unit in layer] for layer in coded])
+    np.testing.assert_allclose(decoded.transpose(0, 2, 1), activations, atol=1 / 63)
+    assert coded[0][0][0] == "A" and coded[0][0][1] == "/"
