@@ -178,16 +178,22 @@ def test_divergence_stops_with_a_clear_message(small_corpus, tmp_path, capsys):
     assert checkpoint.epochs(prefix) == []
 
 
-def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus, tmp_path):
-    common = ["--data", small_corpus, "--dropout", "0", "--momentum", "0.9", "--num-epoch", "2", "--log-every", "5"]
+def whole_and_stopped(common, tmp_path):
+    """Trains (two epochs) once uninterrupted and once stopped by SIGTERM early in the second;
+    returns the two prefixes and what the stopped run printed."""
     whole, stopped = str(tmp_path / "whole" / "m"), str(tmp_path / "stopped" / "m")
     assert run_script(*common, "--prefix", whole).wait(timeout=300) == 0
-
     proc = run_script(*common, "--prefix", stopped)
     wait_for(proc, r"Epoch\[1\] Batch \[0-5\]")
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + signal.SIGTERM, out
+    return whole, stopped, out
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus, tmp_path):
+    common = ["--data", small_corpus, "--dropout", "0", "--momentum", "0.9", "--num-epoch", "2"]
+    whole, stopped, out = whole_and_stopped(common, tmp_path)
     assert "stopped by signal 15 in epoch 2 after batch" in out and "--resume" in out
     assert "Traceback" not in out
     assert checkpoint.load_run(stopped)["epoch"] == 1
@@ -507,13 +513,7 @@ def test_stateful_batches_start_where_the_batch_before_ended_on_each_device(smal
 
 def test_stateful_resume_ends_as_an_uninterrupted_run_and_generates(small_corpus, tmp_path):
     common = ["--data", small_corpus, "--stateful", "--dropout", "0", "--momentum", "0.9", "--num-epoch", "2"]
-    whole, stopped = str(tmp_path / "whole" / "m"), str(tmp_path / "stopped" / "m")
-    assert run_script(*common, "--prefix", whole).wait(timeout=300) == 0
-    proc = run_script(*common, "--prefix", stopped)
-    wait_for(proc, r"Epoch\[1\] Batch \[0-5\]")
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 128 + signal.SIGTERM, out
+    whole, stopped, _ = whole_and_stopped(common, tmp_path)
     assert checkpoint.load_carried(stopped, 1) is not None
     resumed = run_script(*common, "--prefix", stopped, "--resume")
     out = resumed.communicate(timeout=300)[0]
