@@ -128,7 +128,8 @@ Start = namedtuple("Start", ["epoch", "batch", "arg_params", "aux_params", "opti
 
 def train(args, contexts):
     """Trains as the tutorial does, with the options above; returns the FeedForward model."""
-    # the data: the corpus's lines in buckets, the last --val-frac held out; each worker its share
+    # the data: the corpus's lines in buckets (--stateful: its running text in streams), the last
+    # --val-frac held out; each worker its share
     corpus = bucket_io.find_corpus(args.data, mirror=args.data_mirror)
     vocab = bucket_io.build_vocab(corpus)
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
