@@ -70,14 +70,16 @@ def gate_activations(arg_params, ids, h):
 
 
 def text_properties(text):
-    """Simple properties of each character of the text (after reading it), as numbers."""
+    """Simple properties of each character of the text (after reading it), as numbers. A text
+    without line breaks (as stateful training joins obama.txt's) has no position in the line."""
     props = {name: np.zeros(len(text)) for name in
              ("position in the line", "inside double quotes", "inside parentheses", "position in the word",
-              "start of a sentence", "uppercase", "inside a word")}
-    column = quoted = depth = in_word = 0
+              "start of a sentence", "position in the sentence", "uppercase", "inside a word")}
+    column = quoted = depth = in_word = in_sentence = 0
     sentence_ended = True
+    lines = "\n" in text
     for t, char in enumerate(text):
-        column = 0 if char == "\n" else column + 1
+        column = 0 if char == "\n" else column + lines
         quoted ^= char == '"'
         depth = max(0, depth + (char == "(") - (char == ")"))
         in_word = in_word + 1 if char.isalpha() else 0
@@ -86,6 +88,8 @@ def text_properties(text):
         props["inside parentheses"][t] = depth > 0
         props["position in the word"][t] = in_word
         props["start of a sentence"][t] = sentence_ended and char.isalpha()
+        in_sentence = 0 if char in ".!?" else in_sentence + 1
+        props["position in the sentence"][t] = in_sentence
         props["uppercase"][t] = char.isupper()
         props["inside a word"][t] = in_word > 0
         if char.isalpha():

@@ -11,8 +11,7 @@ import urllib.request
 
 # as the machines here run it: no sandbox as root, and no background connections to a network it cannot reach
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1300,1000"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def missing():
@@ -23,7 +22,7 @@ def missing():
 
 
 class Browser:
-    def __init__(self):
+    def __init__(self, window="1300,1000"):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -42,7 +41,8 @@ class Browser:
                 self.driver.kill()
                 raise RuntimeError("chromedriver did not start")
             time.sleep(0.1)
-        options = {"binary": shutil.which("chromium"), "args": CHROMIUM_FLAGS + ["--user-data-dir=" + self.profile]}
+        options = {"binary": shutil.which("chromium"), "args": CHROMIUM_FLAGS + ["--window-size=" + window,
+                                                                          "--user-data-dir=" + self.profile]}
         capabilities = {"browserName": "chrome", "goog:chromeOptions": options,
                         "goog:loggingPrefs": {"browser": "ALL"}}
         self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}})["value"]["sessionId"]

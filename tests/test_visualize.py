@@ -46,7 +46,10 @@ def test_properties_of_a_hand_written_text():
     assert props["inside parentheses"].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
     assert props["position in the word"].tolist() == [1, 2, 0, 0, 1, 2, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 2, 0, 1, 2]
     assert props["start of a sentence"].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert props["position in the sentence"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 1, 2, 3, 4,
+                                                          5, 6]
     assert props["uppercase"].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0]
+    assert not visualize.text_properties("one running text").get("position in the line").any()
 
 
 def test_the_cell_that_tracks_a_property_comes_first():
