@@ -236,6 +236,15 @@ def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed):
         mx.sym.slice_axis(params, axis=0, begin=biases_begin, end=biases_begin + biases), dim=0)
 
 
+def _rnn_outputs(rnn, state_outputs, final_h, final_c):
+    """An RNN operator's output sequence; with `state_outputs` its final h and c go on the lists."""
+    if not state_outputs:
+        return rnn
+    final_h.append(rnn[1])
+    final_c.append(rnn[2])
+    return rnn[0]
+
+
 def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
                       state_outputs=False):
     """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
@@ -266,13 +275,11 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
                              state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
                              state_size=num_hidden, num_layers=1, mode="lstm", state_outputs=state_outputs,
                              name="lstm_l%d" % i)
-            hidden = rnn[0] if state_outputs else rnn
-            final_h, final_c = final_h + [rnn[1]] * state_outputs, final_c + [rnn[2]] * state_outputs
+            hidden = _rnn_outputs(rnn, state_outputs, final_h, final_c)
     else:
         rnn = mx.sym.RNN(data=hidden, parameters=params, state=init_h, state_cell=init_c, state_size=num_hidden,
                          num_layers=num_lstm_layer, mode="lstm", state_outputs=state_outputs, name="lstm")
-        hidden = rnn[0] if state_outputs else rnn
-        final_h, final_c = [rnn[1]] * state_outputs, [rnn[2]] * state_outputs
+        hidden = _rnn_outputs(rnn, state_outputs, final_h, final_c)
     hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
     if dropout > 0.:
         hidden = mx.sym.Dropout(data=hidden, p=dropout)

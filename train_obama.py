@@ -59,6 +59,9 @@ def build_parser():
     model.add_argument("--num-lstm-layer", type=cli.positive_int, default=3)
     model.add_argument("--num-hidden", type=cli.positive_int, default=512)
     model.add_argument("--dropout", type=cli.fraction, default=0.2)
+    model.add_argument("--embed-init", choices=["xavier", "normal"], default="xavier",
+                       help="how the character embedding starts: xavier, as the tutorial's other weights, or "
+                            "normal, N(0, 1) as PyTorch's nn.Embedding (a stronger input to the first layer)")
     model.add_argument("--rnn-backend", choices=["unrolled", "fused"], default="unrolled",
                        help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
                             "(oneDNN on the CPU, cuDNN on a GPU), faster. Checkpoints are the same")
@@ -123,6 +126,13 @@ def parse_args(argv=None):
 # The tutorial's initialisation; the fused backend starts from the same weights (lstm.initial_params).
 INITIALIZER = mx.init.Xavier(factor_type="in", magnitude=2.34)
 
+
+def initializer(embed_init):
+    """The tutorial's initialiser, with the embedding drawn from N(0, 1) for --embed-init normal."""
+    if embed_init == "xavier":
+        return INITIALIZER
+    return mx.init.Mixed(["embed_weight", ".*"], [mx.init.Normal(1.0), INITIALIZER])
+
 Start = namedtuple("Start", ["epoch", "batch", "arg_params", "aux_params", "optimizer_states", "best_loss"])
 
 
@@ -171,7 +181,7 @@ def train(args, contexts):
             warnings.simplefilter("ignore", DeprecationWarning)
             model = mx.model.FeedForward(
                 ctx=contexts, symbol=sym_gen, num_epoch=args.num_epoch, optimizer=args.optimizer,
-                initializer=INITIALIZER, arg_params=start.arg_params, aux_params=start.aux_params,
+                initializer=initializer(args.embed_init), arg_params=start.arg_params, aux_params=start.aux_params,
                 begin_epoch=start.epoch, **optimizer_params(args, data_train.num_batches))
         metric = callbacks.CharPerplexity()
         calls = make_callbacks(args, metric, optimizer, saved_symbol, data_train, data_val, start, writes)

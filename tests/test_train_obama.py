@@ -522,3 +522,17 @@ def test_stateful_resume_ends_as_an_uninterrupted_run_and_generates(small_corpus
     generated = run_command("generate.py", "The United States", "--prefix", stopped, "--length", "300")
     assert generated.returncode == 0 and generated.stdout.startswith("The United States"), generated.stderr
     assert len(generated.stdout) <= len("The United States") + 300 + 1
+
+
+def test_embed_init_normal_draws_the_embedding_from_a_unit_normal(small_corpus, tmp_path):
+    runs = {}
+    for init in ("xavier", "normal"):
+        prefix = str(tmp_path / init / "m")
+        args = train_obama.parse_args(TINY + ["--data", small_corpus, "--prefix", prefix, "--embed-init", init,
+                                              "--learning-rate", "1e-9", "--rnn-backend", "fused"])
+        train_obama.train(args, [mx.cpu()])  # a rate this small leaves the weights where they started
+        runs[init] = params(prefix, 1)
+    assert runs["normal"]["embed_weight"].std() == pytest.approx(1.0, rel=0.1)
+    assert runs["xavier"]["embed_weight"].std() < 0.5
+    # the other weights keep the tutorial's Xavier scale (drawn after the embedding, so not the same values)
+    assert runs["normal"]["cls_weight"].std() == pytest.approx(runs["xavier"]["cls_weight"].std(), rel=0.1)
