@@ -32,10 +32,8 @@ import checkpoint  # noqa: E402
 import lstm  # noqa: E402
 
 
-def build_parser():
-    """The options, in groups: data, model, optimization, checkpoints, where."""
-    p = argparse.ArgumentParser(description="Train the tutorial's character-level LSTM.")
-    data = p.add_argument_group("data")
+def add_data_options(data):
+    """What the model reads, and in what order."""
     cli.add_corpus_options(data, bucket_io.DEFAULT_MIRROR,
                            "corpus file, UTF-8 (default: data/obama.txt, found by the corpus look-up)")
     data.add_argument("--seq-len", type=cli.positive_int, default=129,
@@ -54,6 +52,11 @@ def build_parser():
                       help="shuffle the batch order each epoch (default); --no-shuffle keeps the corpus order")
     data.add_argument("--seed", type=cli.random_seed, default=0, help="seeds the initial weights, dropout and batch order")
 
+
+def build_parser():
+    """The options, in groups: data, model, optimization, checkpoints, where."""
+    p = argparse.ArgumentParser(description="Train the tutorial's character-level LSTM.")
+    add_data_options(p.add_argument_group("data"))
     model = p.add_argument_group("model")
     model.add_argument("--num-embed", type=cli.positive_int, default=256)
     model.add_argument("--num-lstm-layer", type=cli.positive_int, default=3)

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,15 +39,16 @@ def ours(minutes, seq_len, batch_size, extra, prefix=None):
     print("ours:", " ".join(command[1:]), flush=True)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     start, curve = time.time(), []
+    stop = threading.Timer(minutes * 60, proc.send_signal, [signal.SIGTERM])  # a checkpoint, then it ends
+    stop.start()
     try:
         for line in proc.stdout:
             found = re.search(r"Epoch\[(\d+)\] Validation-perplexity=([\d.]+)", line)
             if found:
                 curve.append(((time.time() - start) / 60, int(found.group(1)) + 1, math.log(float(found.group(2)))))
                 print("  ours   %6.1f min  epoch %2d  %.3f nats" % curve[-1], flush=True)
-            if time.time() - start > minutes * 60:
-                break
     finally:
+        stop.cancel()
         proc.send_signal(signal.SIGTERM)
         proc.wait()
     return curve
