@@ -108,7 +108,7 @@ def replace_saved_options(saved, fresh, given):
         if before != value:
             logging.info("--%s %s from the command line replaces the checkpoint's %s",
                          option.replace("_", "-"), value, before)
-    if "lr_step_epochs" in given:
+    if given & {"lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs"}:  # the new schedule, at the saved step count
         saved.lr_scheduler = fresh.lr_scheduler
 
 

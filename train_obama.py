@@ -86,6 +86,14 @@ def build_parser():
     optimization.add_argument("--lr-anneal", type=cli.positive_float,
                               help="multiply the learning rate by this when the validation loss stops improving "
                                    "(0.25 divides it by 4, as word_language_model does)")
+    optimization.add_argument("--lr-cosine", action="store_true",
+                              help="lower the learning rate along a half cosine to --lr-final at --num-epoch "
+                                   "(MXNet's CosineScheduler); --resume keeps the saved curve unless this is given again")
+    optimization.add_argument("--lr-final", type=cli.non_negative_float, default=0.0,
+                              help="the learning rate at the end of --lr-cosine")
+    optimization.add_argument("--warmup-epochs", type=cli.non_negative_float, default=0.0,
+                              help="raise the learning rate linearly from 0 over this many epochs (such as 0.5) "
+                                   "before any schedule")
 
     saving = p.add_argument_group("checkpoints")
     cli.add_checkpoint_options(saving, checkpoint.DEFAULT_PREFIX)
@@ -114,8 +122,17 @@ def parse_args(argv=None):
     if args.lr_anneal is not None and args.kv_store.startswith("dist"):
         p.error("--lr-anneal does not reach the parameter servers, where the optimizer lives under --kv-store "
                 "dist_*: use --lr-step-epochs, which the servers apply")
-    if args.lr_anneal is not None and args.lr_step_epochs:
-        p.error("--lr-anneal and --lr-step-epochs are two different schedules: choose one")
+    schedules = [flag for flag, given in (("--lr-anneal", args.lr_anneal is not None),
+                                          ("--lr-step-epochs", bool(args.lr_step_epochs)),
+                                          ("--lr-cosine", args.lr_cosine)) if given]
+    if len(schedules) > 1:
+        p.error("%s are different schedules: choose one" % " and ".join(schedules))
+    if args.lr_anneal is not None and args.warmup_epochs:
+        p.error("--warmup-epochs goes with a planned schedule (--lr-cosine, --lr-step-epochs or none), not --lr-anneal")
+    if "lr_final" in args.given and not args.lr_cosine:
+        p.error("--lr-final is where --lr-cosine ends: give --lr-cosine too")
+    if args.lr_cosine and args.lr_final >= args.learning_rate:
+        p.error("--lr-final (%g) must be below --learning-rate (%g)" % (args.lr_final, args.learning_rate))
     if args.stateful and (args.buckets or args.stream or args.split_long_lines):
         p.error("--stateful reads the corpus as one text in steps of --seq-len: not with --buckets, --stream "
                 "or --split-long-lines")
@@ -314,10 +331,18 @@ def optimizer_params(args, batches_per_epoch):
         params["momentum"] = args.momentum
     if args.clip_gradient:
         params["clip_gradient"] = args.clip_gradient
-    if args.lr_step_epochs:
+    warmup = int(round(args.warmup_epochs * batches_per_epoch))
+    if args.lr_cosine:
+        params["lr_scheduler"] = mx.lr_scheduler.CosineScheduler(
+            max_update=max(args.num_epoch * batches_per_epoch, warmup + 1), base_lr=args.learning_rate,
+            final_lr=args.lr_final, warmup_steps=warmup)
+    elif args.lr_step_epochs:
         params["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(
             step=[e * batches_per_epoch for e in args.lr_step_epochs], factor=args.lr_factor,
-            base_lr=args.learning_rate)
+            base_lr=args.learning_rate, warmup_steps=warmup)
+    elif warmup:
+        params["lr_scheduler"] = mx.lr_scheduler.FactorScheduler(
+            step=batches_per_epoch, factor=1.0, base_lr=args.learning_rate, warmup_steps=warmup)
     return params
 
 

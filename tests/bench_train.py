@@ -7,7 +7,7 @@ Each contender runs in its own process (for its peak memory), warms up, then tim
 batches; rounds alternate the contenders. It also times what surrounds a batch in training: the
 iterator, the perplexity metric and a checkpoint.
 
-    python tests/bench_train.py [--rounds 2] [--batches 3]
+    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--only fused pytorch]
 """
 import argparse
 import json
@@ -26,6 +26,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS, HIDDEN, EMBED, LABELS, SEQ, BATCH, DROPOUT = 3, 512, 256, 84, 129, 32, 0.2
+CONTENDERS = ["tutorial", "unrolled", "bf16", "fused", "pytorch"]
 
 
 def batch_data(rng):
@@ -164,23 +165,30 @@ def overheads():
 
 
 def main():
+    global BATCH, SEQ
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batches", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=BATCH, help="streams a batch (the tutorial's: 32)")
+    p.add_argument("--seq-len", type=int, default=SEQ, help="steps a sample (the tutorial's: 129)")
+    p.add_argument("--only", nargs="+", choices=CONTENDERS, help="time only these contenders")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
+    BATCH, SEQ = args.batch_size, args.seq_len
     if args.worker:
         return worker(args.worker, args.batches)
-    contenders = ["tutorial", "unrolled", "bf16", "fused"]
-    try:
-        import torch  # noqa: F401
-        contenders.append("pytorch")
-    except ImportError:
-        print("(torch is not installed: no PyTorch figures; pip install torch==2.13.0)")
+    contenders = list(args.only or CONTENDERS)
+    if "pytorch" in contenders:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("(torch is not installed: no PyTorch figures; pip install torch==2.13.0)")
+            contenders.remove("pytorch")
     best = {name: None for name in contenders}
     for _ in range(args.rounds):
         for name in contenders:
-            out = subprocess.run([sys.executable, __file__, "--worker", name, "--batches", str(args.batches)],
+            out = subprocess.run([sys.executable, __file__, "--worker", name, "--batches", str(args.batches),
+                                  "--batch-size", str(BATCH), "--seq-len", str(SEQ)],
                                  capture_output=True, text=True, check=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             if best[name] is None or result["samples_per_s"] > best[name]["samples_per_s"]:
@@ -188,10 +196,13 @@ def main():
     import mxnet as mx
     print("%s, %d cores, %s, mxnet %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(),
                                           platform.machine(), mx.__version__))
+    print("batches of %d samples of %d steps" % (BATCH, SEQ))
     print("%-9s %10s %9s %9s %11s" % ("backend", "samples/s", "s/batch", "peak MB", "vs pytorch"))
     for name, r in best.items():
         ratio = "%.2fx" % (r["samples_per_s"] / best["pytorch"]["samples_per_s"]) if "pytorch" in best else "-"
         print("%-9s %10.1f %9.2f %9.0f %11s" % (name, r["samples_per_s"], r["seconds_per_batch"], r["peak_mb"], ratio))
+    if "fused" not in best:
+        return
     iterator, metric_cost, save = overheads()
     batch = best["fused"]["seconds_per_batch"]
     print("around a batch: iterator %.1f ms (%.2f%%), metric %.1f ms (%.2f%%), checkpoint %.0f ms once an epoch"

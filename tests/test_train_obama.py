@@ -1,6 +1,7 @@
 """train_obama.py, the training command: what it writes, its options (validation, metrics, best
 and kept checkpoints, optimizers, schedules, backends), resuming, and what it does with bad input
 and faults. Runs "as a user" start the command in a fresh process; the others call main()."""
+import math
 import os
 import re
 import signal
@@ -218,6 +219,38 @@ def test_sigterm_writes_a_checkpoint_and_resume_carries_on_exactly(small_corpus,
                                                                 if "partial" in f]
 
 
+def cosine_rate(update, warmup, total, base, final):
+    """MXNet's CosineScheduler, written out: linear warm-up from 0, then a half cosine to `final`."""
+    if update < warmup:
+        return base * update / warmup
+    return final + (base - final) * (1 + math.cos(math.pi * (update - warmup) / (total - warmup))) / 2
+
+
+def test_cosine_schedule_after_a_warm_up_and_its_exact_resume(small_corpus, tmp_path):
+    common = ["--data", small_corpus, "--dropout", "0", "--optimizer", "adam", "--wd", "0", "--num-epoch", "2",
+              "--learning-rate", "0.01", "--lr-cosine", "--lr-final", "0.001", "--warmup-epochs", "0.5"]
+    whole, stopped, out = whole_and_stopped(common, tmp_path)
+    warmup = round(0.5 * TINY_BATCHES)
+    expected = [cosine_rate(e * TINY_BATCHES, warmup, 2 * TINY_BATCHES, 0.01, 0.001) for e in (1, 2)]
+    assert expected[0] < 0.01 and expected[1] == pytest.approx(0.001)
+    assert [float(r["learning_rate"]) for r in read_metrics(whole)] == pytest.approx(expected, rel=1e-6)
+
+    resumed = run_script(*common, "--prefix", stopped, "--resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    assert_same(params(whole, 2), params(stopped, 2))
+    assert [float(r["learning_rate"]) for r in read_metrics(stopped)] == pytest.approx(expected, rel=1e-6)
+
+
+def test_warm_up_alone_ramps_to_a_constant_rate(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--learning-rate", "0.01",
+                 "--warmup-epochs", "1.5") == 0
+    # epoch 1 ends two thirds of the way up the ramp, epoch 2 past it
+    assert [float(r["learning_rate"]) for r in read_metrics(prefix)] == pytest.approx(
+        [0.01 * TINY_BATCHES / round(1.5 * TINY_BATCHES), 0.01], rel=1e-6)
+
+
 def test_kill_9_leaves_earlier_checkpoints_loadable(small_corpus, tmp_path):
     prefix = str(tmp_path / "m")
     proc = run_script("--data", small_corpus, "--prefix", prefix, "--num-epoch", "50")
@@ -423,6 +456,12 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--dropout", "1"], r"--dropout: must be in \[0, 1\)"),
     (["--num-epoch", "two"], "--num-epoch: expected a whole number"),
     (["--lr-anneal", "0.5", "--kv-store", "dist_sync"], "--lr-anneal does not reach the parameter servers"),
+    (["--lr-anneal", "0.5", "--lr-cosine"], "--lr-anneal and --lr-cosine are different schedules"),
+    (["--lr-step-epochs", "2", "--lr-cosine"], "--lr-step-epochs and --lr-cosine are different schedules"),
+    (["--lr-anneal", "0.5", "--warmup-epochs", "1"], "--warmup-epochs goes with a planned schedule"),
+    (["--lr-cosine", "--learning-rate", "0.01", "--lr-final", "0.01"], "--lr-final .* must be below"),
+    (["--lr-final", "0.001"], "--lr-final is where --lr-cosine ends"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs: must not be negative"),
 ])
 def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
