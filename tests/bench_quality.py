@@ -11,6 +11,9 @@ first of each stream, in nats; the minutes include evaluation.
 
     python tests/bench_quality.py --minutes 40
     python tests/bench_quality.py --minutes 40 --skip-torch --ours "--batch-size 64 --learning-rate 0.003"
+    python tests/bench_quality.py --minutes 22 --skip-torch --seq-len 64 --ours "--lr-cosine --num-epoch 3"
+
+A schedule in --ours (--lr-cosine, --lr-step-epochs) takes the place of the recipe's --lr-anneal.
 """
 import argparse
 import math
@@ -34,15 +37,20 @@ RECIPE = ["--stateful", "--rnn-backend", "fused", "--optimizer", "adam", "--lear
 def ours(minutes, seq_len, batch_size, extra, prefix=None):
     """Runs train_obama.py until `minutes` are up; returns [(minutes, epoch, held-out nats)]."""
     prefix = prefix or os.path.join(tempfile.mkdtemp(), "obama")
+    recipe = list(RECIPE)
+    if {"--lr-cosine", "--lr-step-epochs"} & set(extra):  # another schedule in place of --lr-anneal
+        del recipe[recipe.index("--lr-anneal"):recipe.index("--lr-anneal") + 2]
     command = [sys.executable, os.path.join(REPO, "train_obama.py"), "--prefix", prefix, "--seq-len", str(seq_len),
-               "--batch-size", str(batch_size)] + RECIPE + extra
+               "--batch-size", str(batch_size)] + recipe + extra
     print("ours:", " ".join(command[1:]), flush=True)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     start, curve = time.time(), []
     stop = threading.Timer(minutes * 60, proc.send_signal, [signal.SIGTERM])  # a checkpoint, then it ends
     stop.start()
+    last = ""
     try:
         for line in proc.stdout:
+            last = line
             found = re.search(r"Epoch\[(\d+)\] Validation-perplexity=([\d.]+)", line)
             if found:
                 curve.append(((time.time() - start) / 60, int(found.group(1)) + 1, math.log(float(found.group(2)))))
@@ -51,6 +59,8 @@ def ours(minutes, seq_len, batch_size, extra, prefix=None):
         stop.cancel()
         proc.send_signal(signal.SIGTERM)
         proc.wait()
+    if not curve:
+        print("  ours stopped before its first evaluation:", last.strip(), flush=True)
     return curve
 
 
