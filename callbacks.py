@@ -97,10 +97,10 @@ def replace_saved_options(saved, fresh, given):
     for option, attr in OPTIMIZER_OPTIONS.items():
         if option not in given or not hasattr(saved, attr):
             continue
-        if option == "learning_rate":
-            before, value = saved.learning_rate, fresh.learning_rate
+        if option == "learning_rate":  # the base rate (fresh.learning_rate is the schedule's first, 0 in a warm-up)
+            before, value = saved.learning_rate, fresh.lr
             if saved.lr_scheduler is not None:
-                saved.lr_scheduler.base_lr = value
+                rebase(saved.lr_scheduler, value)
             saved.lr = value
         else:
             before, value = getattr(saved, attr), getattr(fresh, attr)
@@ -109,7 +109,16 @@ def replace_saved_options(saved, fresh, given):
             logging.info("--%s %s from the command line replaces the checkpoint's %s",
                          option.replace("_", "-"), value, before)
     if given & {"lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs"}:  # the new schedule, at the saved step count
+        if fresh.lr_scheduler is not None and "learning_rate" not in given:
+            rebase(fresh.lr_scheduler, saved.lr)  # from the run's own rate, not the option's default
         saved.lr_scheduler = fresh.lr_scheduler
+
+
+def rebase(schedule, base_lr):
+    """Makes one of MXNet's schedules start from (and warm up to) `base_lr`."""
+    schedule.base_lr = schedule.warmup_final_lr = base_lr
+    if hasattr(schedule, "base_lr_orig"):  # the cosine and polynomial schedules
+        schedule.base_lr_orig = base_lr
 
 
 class TrainingOptimizer:

@@ -242,6 +242,18 @@ def test_cosine_schedule_after_a_warm_up_and_its_exact_resume(small_corpus, tmp_
     assert [float(r["learning_rate"]) for r in read_metrics(stopped)] == pytest.approx(expected, rel=1e-6)
 
 
+def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_length(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam", "--wd", "0"]
+    assert train(*common, "--learning-rate", "0.005", "--lr-cosine", "--lr-final", "0.001") == 0
+    assert train(*common, "--resume", "--num-epoch", "2") == 0  # the saved curve ended at epoch 1
+    # given again without --learning-rate: from the run's 0.005 (not the default), over 4 epochs
+    assert train(*common, "--resume", "--num-epoch", "4", "--lr-cosine", "--lr-final", "0.001") == 0
+    n = TINY_BATCHES
+    assert [float(r["learning_rate"]) for r in read_metrics(prefix)] == pytest.approx(
+        [0.001, 0.001, cosine_rate(3 * n, 0, 4 * n, 0.005, 0.001), 0.001], rel=1e-6)
+
+
 def test_warm_up_alone_ramps_to_a_constant_rate(small_corpus, tmp_path, caplog):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--learning-rate", "0.01",
