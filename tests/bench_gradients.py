@@ -8,6 +8,7 @@ divided by --seq-len. Adam's step does not depend on that scale (its moments sca
 two differ only where a clip acts: per element here, on the global norm in PyTorch.
 
     python tests/bench_gradients.py --prefix checkpoints/obama --epoch 1 [--batches 5] [--clip 5]
+    python tests/bench_gradients.py --prefix unused --epoch 0      # the recipe's initial weights
 """
 import argparse
 import os
@@ -22,12 +23,13 @@ import bucket_io  # noqa: E402
 import checkpoint  # noqa: E402
 import lstm  # noqa: E402
 import mxnet as mx  # noqa: E402
+import train_obama  # noqa: E402
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prefix", required=True)
-    p.add_argument("--epoch", type=int, required=True)
+    p.add_argument("--epoch", type=int, required=True, help="0: the recipe's initial weights (no checkpoint)")
     p.add_argument("--data", help="the corpus (default: obama.txt through the corpus look-up)")
     p.add_argument("--batches", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
@@ -36,11 +38,15 @@ def main():
     p.add_argument("--clip", type=float, default=5.0, help="the per-element clip (ours) and global-norm clip (PyTorch)")
     args = p.parse_args()
 
-    _, arg_params, _ = mx.model.load_checkpoint(args.prefix, args.epoch)
-    shape = checkpoint.model_shape(arg_params)
-    layers, hidden, embed, labels = (shape[k] for k in ("num_lstm_layer", "num_hidden", "num_embed", "num_label"))
     corpus = bucket_io.find_corpus(args.data)
     vocab = bucket_io.build_vocab(corpus)
+    if args.epoch == 0:  # the recipe's starting point: 3x512 over 256, embedding from N(0, 1)
+        layers, hidden, embed, labels = 3, 512, 256, len(vocab) + 1
+        arg_params = None
+    else:
+        _, arg_params, _ = mx.model.load_checkpoint(args.prefix, args.epoch)
+        shape = checkpoint.model_shape(arg_params)
+        layers, hidden, embed, labels = (shape[k] for k in ("num_lstm_layer", "num_hidden", "num_embed", "num_label"))
     train_text, _ = bucket_io.stream_texts(bucket_io.read_content(corpus), 0.05)
     states = lstm.init_states(layers, args.batch_size, hidden)
     batches = bucket_io.StreamIter(bucket_io.text2id(train_text, vocab), args.batch_size, args.seq_len, states)
@@ -50,8 +56,14 @@ def main():
     inputs = dict(states, data=(args.batch_size, args.seq_len), softmax_label=(args.batch_size, args.seq_len))
     grad_req = {name: "null" if name in inputs else "write" for name in symbol.list_arguments()}
     executor = symbol.simple_bind(mx.cpu(), grad_req=grad_req, **inputs)
-    for name, value in arg_params.items():
-        executor.arg_dict[name][:] = value
+    if arg_params is None:
+        init = train_obama.initializer("normal")
+        for name in symbol.list_arguments():
+            if name not in inputs:
+                init(mx.init.InitDesc(name), executor.arg_dict[name])
+    else:
+        for name, value in arg_params.items():
+            executor.arg_dict[name][:] = value
     names = [n for n in symbol.list_arguments() if n not in inputs]
 
     print("%-6s %14s %18s %22s" % ("batch", "cut by clip", "global norm (ours)", "global norm (PyTorch's)"))
