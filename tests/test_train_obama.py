@@ -229,7 +229,7 @@ def cosine_rate(update, warmup, total, base, final):
 def test_cosine_schedule_after_a_warm_up_and_its_exact_resume(small_corpus, tmp_path):
     common = ["--data", small_corpus, "--dropout", "0", "--optimizer", "adam", "--wd", "0", "--num-epoch", "2",
               "--learning-rate", "0.01", "--lr-cosine", "--lr-final", "0.001", "--warmup-epochs", "0.5"]
-    whole, stopped, out = whole_and_stopped(common, tmp_path)
+    whole, stopped, _ = whole_and_stopped(common, tmp_path)
     warmup = round(0.5 * TINY_BATCHES)
     expected = [cosine_rate(e * TINY_BATCHES, warmup, 2 * TINY_BATCHES, 0.01, 0.001) for e in (1, 2)]
     assert expected[0] < 0.01 and expected[1] == pytest.approx(0.001)
@@ -242,7 +242,7 @@ def test_cosine_schedule_after_a_warm_up_and_its_exact_resume(small_corpus, tmp_
     assert [float(r["learning_rate"]) for r in read_metrics(stopped)] == pytest.approx(expected, rel=1e-6)
 
 
-def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_length(small_corpus, tmp_path, caplog):
+def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_length(small_corpus, tmp_path):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam", "--wd", "0"]
     assert train(*common, "--learning-rate", "0.005", "--lr-cosine", "--lr-final", "0.001") == 0
@@ -254,7 +254,7 @@ def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_leng
         [0.001, 0.001, cosine_rate(3 * n, 0, 4 * n, 0.005, 0.001), 0.001], rel=1e-6)
 
 
-def test_warm_up_alone_ramps_to_a_constant_rate(small_corpus, tmp_path, caplog):
+def test_warm_up_alone_ramps_to_a_constant_rate(small_corpus, tmp_path):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--learning-rate", "0.01",
                  "--warmup-epochs", "1.5") == 0
