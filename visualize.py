@@ -77,9 +77,8 @@ def text_properties(text):
               "start of a sentence", "position in the sentence", "uppercase", "inside a word")}
     column = quoted = depth = in_word = in_sentence = 0
     sentence_ended = True
-    lines = "\n" in text
     for t, char in enumerate(text):
-        column = 0 if char == "\n" else column + lines
+        column = 0 if char == "\n" else column + 1
         quoted ^= char == '"'
         depth = max(0, depth + (char == "(") - (char == ")"))
         in_word = in_word + 1 if char.isalpha() else 0
@@ -96,6 +95,8 @@ def text_properties(text):
             sentence_ended = False
         elif char in ".!?":
             sentence_ended = True
+    if "\n" not in text:  # one running line: the "column" would only count characters
+        props["position in the line"][:] = 0
     return props
 
 
