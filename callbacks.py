@@ -7,7 +7,6 @@ evaluates and calls the eval-end callbacks. So the work that needs the validatio
 copy, annealing, the metrics row) happens at eval end where there is held-out data, else at
 epoch end.
 """
-import glob
 import logging
 import math
 import os
@@ -209,9 +208,7 @@ def keep_newest(prefix, keep):
     """Epoch end: removes all but the newest `keep` epoch checkpoints."""
     def prune(_epoch, _symbol, _arg_params, _aux_params):
         for old in checkpoint.epochs(prefix)[:-keep]:
-            # the optimizer states of that epoch, whichever backend wrote them
-            states = glob.glob(glob.escape(checkpoint.path("states", prefix, old, "")[:-len(".states")]) + "*.states")
-            for stale in [checkpoint.params_path(prefix, old)] + states:
+            for stale in [checkpoint.params_path(prefix, old)] + checkpoint.epoch_states(prefix, old):
                 os.remove(stale)
     return prune
 

@@ -278,6 +278,11 @@ def epochs(prefix):
     return sorted(int(m.group(1)) for m in found if m)
 
 
+def epoch_states(prefix, epoch):
+    """The optimizer-state files of epoch `epoch` under `prefix`, whichever backend wrote them."""
+    return glob.glob(path("states", glob.escape(prefix), epoch, "*"))
+
+
 def latest_epoch(prefix):
     found = epochs(prefix)
     if not found:
