@@ -131,7 +131,8 @@ def parse_args(argv=None):
         p.error("--warmup-epochs goes with a planned schedule (--lr-cosine, --lr-step-epochs or none), not --lr-anneal")
     if "lr_final" in args.given and not args.lr_cosine:
         p.error("--lr-final is where --lr-cosine ends: give --lr-cosine too")
-    if args.lr_cosine and args.lr_final >= args.learning_rate:
+    from_saved_rate = args.resume and "learning_rate" not in args.given  # starting_point checks against that rate
+    if args.lr_cosine and args.lr_final >= args.learning_rate and not from_saved_rate:
         p.error("--lr-final (%g) must be below --learning-rate (%g)" % (args.lr_final, args.learning_rate))
     if args.stateful and (args.buckets or args.stream or args.split_long_lines):
         p.error("--stateful reads the corpus as one text in steps of --seq-len: not with --buckets, --stream "
@@ -302,13 +303,18 @@ def starting_point(args, vocab, writes):
             "the run stopped after batch %d of epoch %d with --batch-size %d: resume it with the same "
             "--batch-size (the batches of an epoch depend on it)" % (batch, epoch + 1, record["batch_size"]))
     checkpoint.check_vocab(args.prefix, vocab, shape["num_label"])
-    saved = type(checkpoint.read_optimizer(states)).__name__.lower() if states else None
+    saved = checkpoint.read_optimizer(states) if states else None
     if states is None:
         logging.warning("No optimizer state for the %s backend beside the checkpoint (another backend, or an "
                         "older checkpoint): the optimizer starts afresh", args.rnn_backend)
-    elif "optimizer" in args.given and saved != args.optimizer:
-        logging.warning("--optimizer %s replaces the checkpoint's %s: the optimizer starts afresh", args.optimizer, saved)
+    elif "optimizer" in args.given and type(saved).__name__.lower() != args.optimizer:
+        logging.warning("--optimizer %s replaces the checkpoint's %s: the optimizer starts afresh", args.optimizer,
+                        type(saved).__name__.lower())
         states = None
+    base_lr = saved.lr if states else args.learning_rate  # the rate a cosine given again starts from
+    if args.lr_cosine and "learning_rate" not in args.given and args.lr_final >= base_lr:
+        raise checkpoint.CheckpointError("--lr-final (%g) must be below the run's learning rate (%g), from which the "
+                                         "resumed cosine starts; give --learning-rate too" % (args.lr_final, base_lr))
     logging.info("Resuming at epoch %d%s", epoch + 1, ", after batch %d" % batch if batch else "")
     params = lstm.backend_params(arg_params, args.rnn_backend, args.num_lstm_layer, args.num_hidden)
     return Start(epoch, batch, params, aux_params, states, (record or {}).get("best_val_loss"))

@@ -254,6 +254,24 @@ def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_leng
         [0.001, 0.001, cosine_rate(3 * n, 0, 4 * n, 0.005, 0.001), 0.001], rel=1e-6)
 
 
+def test_resume_refuses_a_final_rate_above_the_runs_own(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam", "--wd", "0"]
+    assert train(*common, "--learning-rate", "0.005", "--lr-cosine") == 0
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    # 0.008 is below the option's default rate (0.01) but above the run's 0.005: the curve would rise
+    assert train(*common, "--resume", "--num-epoch", "2", "--lr-cosine", "--lr-final", "0.008") == 2
+    err = capsys.readouterr().err
+    assert "must be below the run's learning rate (0.005)" in err and "Traceback" not in err
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    # 0.02 is above the default but below a run's 0.03: allowed
+    other = str(tmp_path / "n")
+    assert train(*common[:2], "--prefix", other, "--optimizer", "adam", "--learning-rate", "0.03", "--lr-cosine") == 0
+    assert train(*common[:2], "--prefix", other, "--optimizer", "adam", "--resume", "--num-epoch", "2",
+                 "--lr-cosine", "--lr-final", "0.02") == 0
+    assert float(read_metrics(other)[-1]["learning_rate"]) == pytest.approx(0.02, rel=1e-6)
+
+
 def test_warm_up_alone_ramps_to_a_constant_rate(small_corpus, tmp_path):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--learning-rate", "0.01",
