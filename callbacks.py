@@ -165,6 +165,61 @@ class TrainingOptimizer:
         return " ".join(words)
 
 
+class GlobalNormClip:
+    """Scales each batch's gradient down where its global L2 norm per character exceeds `max_norm`:
+    the gradient of the mean loss over the batch's characters, the scale in which PyTorch's
+    clip_grad_norm_ is usually given (our loss sums over the steps, so ours is that times the steps).
+
+    FeedForward hands the KVStore one parameter's gradient at a time and updates as it goes, with
+    no hook after the backward pass. This holds a batch's hand-overs back until the last parameter's
+    arrives, then measures all of them, scales them and hands them on, before the next batch starts.
+    """
+
+    def __init__(self, kv, max_norm, chars_per_batch):
+        self.max_norm, self.chars_per_batch = max_norm, chars_per_batch
+        self.keys, self.held, self.norms, self.clipped = [], [], [], 0
+        pushpull = kv.pushpull
+
+        def noting_keys(start):  # FeedForward starts each parameter's key with init or broadcast
+            def start_and_note(key, *args, **kwargs):
+                start(key, *args, **kwargs)
+                self.keys.extend(key if isinstance(key, (list, tuple)) else [key])
+            return start_and_note
+
+        def hold(key, value, out=None, priority=0):
+            self.held.append((key, value, out, priority))
+            if len(self.held) == len(self.keys):  # the batch's last parameter
+                self._clip([grads for _, grads, _, _ in self.held])
+                for held in self.held:
+                    pushpull(*held)
+                self.held = []
+        kv.init, kv.broadcast, kv.pushpull = noting_keys(kv.init), noting_keys(kv.broadcast), hold
+
+    def _clip(self, gradients):
+        """`gradients`: each parameter's gradient on each device, summed over the batch's characters."""
+        squares = []
+        for on_devices in gradients:
+            total = on_devices[0] if len(on_devices) == 1 else mx.nd.add_n(
+                *[g.as_in_context(on_devices[0].context) for g in on_devices])
+            squares.append(mx.nd.square(mx.nd.norm(total)).as_in_context(mx.cpu()))
+        norm = math.sqrt(mx.nd.add_n(*squares).asscalar()) / self.chars_per_batch
+        self.norms.append(norm)
+        factor = self.max_norm / (norm + 1e-6)
+        if factor < 1:
+            self.clipped += 1
+            for on_devices in gradients:
+                for grad in on_devices:
+                    grad *= factor
+
+    def log_epoch(self, epoch, _symbol, _arg_params, _aux_params):
+        """Epoch end: how large the gradient was and how often the clip acted."""
+        if self.norms:
+            logging.info("Epoch[%d] Gradient norm per character: median %.3g, max %.3g; clipped at %g in %d of "
+                         "%d batches", epoch, sorted(self.norms)[len(self.norms) // 2], max(self.norms),
+                         self.max_norm, self.clipped, len(self.norms))
+        self.norms, self.clipped = [], 0
+
+
 def carry_states(iterator):
     """Batch end (training or evaluation) in stateful training: the final LSTM states of the batch
     become the iterator's initial states for the next, each device's streams from that device."""

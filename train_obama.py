@@ -79,6 +79,10 @@ def build_parser():
     optimization.add_argument("--momentum", type=cli.non_negative_float, default=0.0, help="for sgd")
     optimization.add_argument("--wd", type=cli.non_negative_float, default=0.0001)
     optimization.add_argument("--clip-gradient", type=cli.positive_float, help="clip each gradient element to [-C, C]")
+    optimization.add_argument("--clip-global-norm", type=cli.positive_float,
+                              help="scale each batch's gradient down to this global L2 norm where it is larger, "
+                                   "measured per character (the gradient of the mean loss, PyTorch's clip_grad_norm_ "
+                                   "scale); logs the norms each epoch")
     optimization.add_argument("--lr-factor", type=cli.positive_float, default=1.0,
                               help="multiply the learning rate by this (at most 1) at each --lr-step-epochs")
     optimization.add_argument("--lr-step-epochs", type=cli.int_list,
@@ -119,6 +123,9 @@ def parse_args(argv=None):
         p.error("--lr-factor must be at most 1, got %s" % args.lr_factor)
     if args.lr_anneal is not None and not args.lr_anneal < 1:
         p.error("--lr-anneal must be in (0, 1), got %s" % args.lr_anneal)
+    if args.clip_global_norm and args.kv_store.startswith("dist"):
+        p.error("--clip-global-norm needs every gradient in one place; under --kv-store dist_* each worker has only "
+                "its own: use --clip-gradient")
     if args.lr_anneal is not None and args.kv_store.startswith("dist"):
         p.error("--lr-anneal does not reach the parameter servers, where the optimizer lives under --kv-store "
                 "dist_*: use --lr-step-epochs, which the servers apply")
@@ -198,6 +205,8 @@ def train(args, contexts):
 
         # the model, and fit with the tutorial's checkpoint callback among ours
         optimizer = callbacks.TrainingOptimizer(kv, start.optimizer_states, args.given)
+        characters = args.batch_size * data_train.default_bucket_key  # a batch's, for the norm per character
+        clip = callbacks.GlobalNormClip(kv, args.clip_global_norm, characters) if args.clip_global_norm else None
         with warnings.catch_warnings():  # FeedForward is deprecated in favour of Module; we keep the tutorial's API
             warnings.simplefilter("ignore", DeprecationWarning)
             model = mx.model.FeedForward(
@@ -205,7 +214,7 @@ def train(args, contexts):
                 initializer=initializer(args.embed_init), arg_params=start.arg_params, aux_params=start.aux_params,
                 begin_epoch=start.epoch, **optimizer_params(args, data_train.num_batches))
         metric = callbacks.CharPerplexity()
-        calls = make_callbacks(args, metric, optimizer, saved_symbol, data_train, data_val, start, writes)
+        calls = make_callbacks(args, metric, optimizer, saved_symbol, data_train, data_val, start, writes, clip)
         with calls.stop:
             model.fit(X=data_train, eval_data=data_val, eval_metric=metric, kvstore=kv,
                       batch_end_callback=calls.batch_end, epoch_end_callback=calls.epoch_end,
@@ -355,7 +364,7 @@ def optimizer_params(args, batches_per_epoch):
 Callbacks = namedtuple("Callbacks", ["batch_end", "epoch_end", "eval_end", "eval_batch_end", "stop"])
 
 
-def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start, writes):
+def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start, writes, clip=None):
     """FeedForward's batch-end, epoch-end and eval-end callbacks (callbacks.py says when each runs),
     and the signal handler to hold around fit."""
     resumed = callbacks.Resumed(start.epoch, start.batch)
@@ -368,7 +377,7 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
     carry = [callbacks.carry_states(data_train)] if args.stateful else []
     batch_end = [callbacks.ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, resumed),
                  callbacks.stop_on_divergence(metric, resumed)] + carry + [stop]
-    epoch_end = [callbacks.log_training_metrics(metric)]
+    epoch_end = [callbacks.log_training_metrics(metric)] + ([clip.log_epoch] if clip else [])
     eval_end = [callbacks.log_validation_metrics]
     if writes:
         row = callbacks.MetricsRow(args.prefix, metric, optimizer, data_train.num_batches * args.batch_size,

@@ -272,6 +272,30 @@ def test_resume_refuses_a_final_rate_above_the_runs_own(small_corpus, tmp_path, 
     assert float(read_metrics(other)[-1]["learning_rate"]) == pytest.approx(0.02, rel=1e-6)
 
 
+@pytest.mark.parametrize("devices", [1, 2])
+def test_global_norm_clip_scales_the_whole_step_to_the_given_norm(small_corpus, tmp_path, caplog, devices):
+    # one batch of 8 lines (129 steps), plain SGD: the step is -lr / 8 * factor * (the gradient summed over the
+    # batch's 8 * 129 characters); clipped to norm c per character, the step's global norm is lr * c * 129
+    corpus = tmp_path / "ten.txt"
+    with open(small_corpus, encoding="utf-8") as f:
+        corpus.write_text("".join(f.readlines()[:10]), encoding="utf-8")
+    contexts = [mx.cpu(i) for i in range(devices)]
+
+    def one_batch(name, *clip):
+        args = train_obama.parse_args(TINY + ["--data", str(corpus), "--val-frac", "0.2", "--prefix", str(tmp_path / name),
+                                              "--optimizer", "sgd", "--momentum", "0", "--wd", "0", "--dropout", "0",
+                                              "--learning-rate", "0.1", *clip])
+        train_obama.train(args, contexts)
+        return params(str(tmp_path / name), 1)
+    with caplog.at_level("INFO"):
+        small, smaller = one_batch("a", "--clip-global-norm", "0.002"), one_batch("b", "--clip-global-norm", "0.001")
+    assert "clipped at 0.001 in 1 of 1 batches" in caplog.text
+    apart = math.sqrt(sum(((small[k] - smaller[k]).astype(np.float64) ** 2).sum() for k in small))
+    assert apart == pytest.approx(0.1 * 0.001 * 129, rel=1e-3)
+    # a norm the gradient stays under changes nothing
+    assert_same(one_batch("c"), one_batch("d", "--clip-global-norm", "1e6"), tol=0)
+
+
 def test_warm_up_alone_ramps_to_a_constant_rate(small_corpus, tmp_path):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--learning-rate", "0.01",
@@ -486,6 +510,8 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--dropout", "1"], r"--dropout: must be in \[0, 1\)"),
     (["--num-epoch", "two"], "--num-epoch: expected a whole number"),
     (["--lr-anneal", "0.5", "--kv-store", "dist_sync"], "--lr-anneal does not reach the parameter servers"),
+    (["--clip-global-norm", "5", "--kv-store", "dist_sync"], "--clip-global-norm needs every gradient in one place"),
+    (["--clip-global-norm", "0"], "--clip-global-norm: must be positive"),
     (["--lr-anneal", "0.5", "--lr-cosine"], "--lr-anneal and --lr-cosine are different schedules"),
     (["--lr-step-epochs", "2", "--lr-cosine"], "--lr-step-epochs and --lr-cosine are different schedules"),
     (["--lr-anneal", "0.5", "--warmup-epochs", "1"], "--warmup-epochs goes with a planned schedule"),
