@@ -7,7 +7,8 @@ Each contender runs in its own process (for its peak memory), warms up, then tim
 batches; rounds alternate the contenders. It also times what surrounds a batch in training: the
 iterator, the perplexity metric and a checkpoint.
 
-    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--only fused pytorch]
+    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--dropout 0.2]
+                                [--only fused pytorch]
 """
 import argparse
 import json
@@ -165,16 +166,17 @@ def overheads():
 
 
 def main():
-    global BATCH, SEQ
+    global BATCH, SEQ, DROPOUT
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batches", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=BATCH, help="streams a batch (the tutorial's: 32)")
     p.add_argument("--seq-len", type=int, default=SEQ, help="steps a sample (the tutorial's: 129)")
+    p.add_argument("--dropout", type=float, default=DROPOUT, help="0: the fused backend runs all layers as one RNN")
     p.add_argument("--only", nargs="+", choices=CONTENDERS, help="time only these contenders")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
-    BATCH, SEQ = args.batch_size, args.seq_len
+    BATCH, SEQ, DROPOUT = args.batch_size, args.seq_len, args.dropout
     if args.worker:
         return worker(args.worker, args.batches)
     contenders = list(args.only or CONTENDERS)
@@ -188,7 +190,7 @@ def main():
     for _ in range(args.rounds):
         for name in contenders:
             out = subprocess.run([sys.executable, __file__, "--worker", name, "--batches", str(args.batches),
-                                  "--batch-size", str(BATCH), "--seq-len", str(SEQ)],
+                                  "--batch-size", str(BATCH), "--seq-len", str(SEQ), "--dropout", str(DROPOUT)],
                                  capture_output=True, text=True, check=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             if best[name] is None or result["samples_per_s"] > best[name]["samples_per_s"]:
@@ -196,7 +198,7 @@ def main():
     import mxnet as mx
     print("%s, %d cores, %s, mxnet %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(),
                                           platform.machine(), mx.__version__))
-    print("batches of %d samples of %d steps" % (BATCH, SEQ))
+    print("batches of %d samples of %d steps, dropout %g" % (BATCH, SEQ, DROPOUT))
     print("%-9s %10s %9s %9s %11s" % ("backend", "samples/s", "s/batch", "peak MB", "vs pytorch"))
     for name, r in best.items():
         ratio = "%.2fx" % (r["samples_per_s"] / best["pytorch"]["samples_per_s"]) if "pytorch" in best else "-"
