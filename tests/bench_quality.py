@@ -131,9 +131,21 @@ def evaluate(model, batches, loss_fn):
     return total / count
 
 
+def reached(curve, nats):
+    """(the first evaluation at or below `nats`, when the curve crossed it read linearly from the
+    evaluation before), in minutes; None where it was not reached."""
+    for i, (minutes, _, loss) in enumerate(curve):
+        if loss <= nats:
+            if i == 0:
+                return minutes, minutes
+            before, before_loss = curve[i - 1][0], curve[i - 1][2]
+            return minutes, before + (minutes - before) * (before_loss - nats) / (before_loss - loss)
+    return None
+
+
 def minutes_to(curve, nats):
-    reached = [minutes for minutes, _, loss in curve if loss <= nats]
-    return "%.1f min" % reached[0] if reached else "not reached"
+    found = reached(curve, nats)
+    return "%.1f min (crossed at about %.1f)" % found if found else "not reached"
 
 
 def main():
@@ -161,6 +173,12 @@ def main():
     for name, curve in curves.items():
         print("%s: 1.30 nats after %s, 1.20 after %s; best %.3f" % (
             name, minutes_to(curve, 1.30), minutes_to(curve, 1.20), min((c[2] for c in curve), default=math.inf)))
+    if len(curves) == 2:
+        for nats in (1.30, 1.20):
+            ours_time, torch_time = (reached(curve, nats) for curve in curves.values())
+            if ours_time and torch_time:
+                print("ours / PyTorch to %.2f nats: %.2fx at the evaluations, %.2fx where the curves cross" % (
+                    nats, ours_time[0] / torch_time[0], ours_time[1] / torch_time[1]))
 
 
 if __name__ == "__main__":
