@@ -313,12 +313,13 @@ def starting_point(args, vocab, writes):
             "--batch-size (the batches of an epoch depend on it)" % (batch, epoch + 1, record["batch_size"]))
     checkpoint.check_vocab(args.prefix, vocab, shape["num_label"])
     saved = checkpoint.read_optimizer(states) if states else None
+    saved_name = type(saved).__name__.lower()
     if states is None:
         logging.warning("No optimizer state for the %s backend beside the checkpoint (another backend, or an "
                         "older checkpoint): the optimizer starts afresh", args.rnn_backend)
-    elif "optimizer" in args.given and type(saved).__name__.lower() != args.optimizer:
+    elif "optimizer" in args.given and saved_name != args.optimizer:
         logging.warning("--optimizer %s replaces the checkpoint's %s: the optimizer starts afresh", args.optimizer,
-                        type(saved).__name__.lower())
+                        saved_name)
         states = None
     base_lr = saved.lr if states else args.learning_rate  # the rate a cosine given again starts from
     if args.lr_cosine and "learning_rate" not in args.given and args.lr_final >= base_lr:

@@ -40,8 +40,9 @@ def main():
 
     corpus = bucket_io.find_corpus(args.data)
     vocab = bucket_io.build_vocab(corpus)
-    if args.epoch == 0:  # the recipe's starting point: 3x512 over 256, embedding from N(0, 1)
-        layers, hidden, embed, labels = 3, 512, 256, len(vocab) + 1
+    if args.epoch == 0:  # the recipe's starting point: train_obama.py's default sizes, embedding from N(0, 1)
+        sizes = train_obama.parse_args([])
+        layers, hidden, embed, labels = sizes.num_lstm_layer, sizes.num_hidden, sizes.num_embed, len(vocab) + 1
         arg_params = None
     else:
         _, arg_params, _ = mx.model.load_checkpoint(args.prefix, args.epoch)
