@@ -78,17 +78,28 @@ def _with_final_states(softmax, final_c, final_h):
     return mx.sym.Group([softmax] + [mx.sym.BlockGrad(state) for state in list(final_c) + list(final_h)])
 
 
+def _drop_weight(weight, weight_drop, name):
+    """DropConnect on a recurrent weight: one mask for the whole sequence of a batch, a new one each
+    batch. It regularises the hidden-to-hidden path, which dropout between layers leaves alone."""
+    return mx.sym.Dropout(data=weight, p=weight_drop, name=name) if weight_drop > 0. else weight
+
+
 def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                state_outputs=False):
+                state_outputs=False, weight_drop=0.):
     """The training graph over `seq_len` steps: data and softmax_label are (batch, seq_len).
 
     The same cells as the tutorial's, built layer by layer rather than step by step, so that each
     layer's input-to-hidden product covers all steps in one FullyConnected. Everything is
     time-major: the predictions come out (seq_len * batch, num_label), and the label is
     transposed to the same order before SoftmaxOutput. `state_outputs` adds the final states
-    (l%d_c for every layer, then l%d_h), for stateful training.
+    (l%d_c for every layer, then l%d_h), for stateful training. `weight_drop` drops entries of
+    each h2h weight in training (see _drop_weight).
     """
     params, states = _layer_params_and_states(num_lstm_layer)
+    if weight_drop > 0.:  # Dropout infers neither shape nor type backwards: the weights state theirs
+        params = [p._replace(h2h_weight=_drop_weight(
+            mx.sym.Variable("l%d_h2h_weight" % i, shape=(4 * num_hidden, num_hidden), dtype="float32"),
+            weight_drop, "l%d_h2h_weight_drop" % i)) for i, p in enumerate(params)]
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
     layer_input = mx.sym.transpose(embed, axes=(1, 0, 2))  # (seq_len, batch, num_embed)
     for i, (param, state) in enumerate(zip(params, states)):
@@ -226,14 +237,35 @@ def _fused_sizes(num_lstm_layer, num_hidden, num_embed):
     return weights, 2 * shapes["l0_i2h_bias"][0]
 
 
-def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed):
+def _fused_layer_weights(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop):
+    """Layer `layer`'s i2h then h2h weight in the fused vector, the h2h one dropped as _drop_weight."""
+    weights, _ = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
+    begin = sum(weights[:layer])
+    if weight_drop <= 0.:
+        return mx.sym.slice_axis(params, axis=0, begin=begin, end=begin + weights[layer])
+    h2h_begin = begin + weights[layer] - 4 * num_hidden * num_hidden
+    i2h = mx.sym.slice_axis(params, axis=0, begin=begin, end=h2h_begin)
+    h2h = mx.sym.slice_axis(params, axis=0, begin=h2h_begin, end=begin + weights[layer])
+    return mx.sym.concat(i2h, _drop_weight(h2h, weight_drop, "lstm_l%d_h2h_weight_drop" % layer), dim=0)
+
+
+def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop):
     """Layer `layer`'s share of the fused vector, laid out as a one-layer mx.sym.RNN wants it."""
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
-    weights_begin = sum(weights[:layer])
     biases_begin = sum(weights) + biases * layer
     return mx.sym.concat(
-        mx.sym.slice_axis(params, axis=0, begin=weights_begin, end=weights_begin + weights[layer]),
+        _fused_layer_weights(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop),
         mx.sym.slice_axis(params, axis=0, begin=biases_begin, end=biases_begin + biases), dim=0)
+
+
+def _fused_all_params(params, num_lstm_layer, num_hidden, num_embed, weight_drop):
+    """The whole fused vector for one stacked mx.sym.RNN, its h2h weights dropped as _drop_weight."""
+    if weight_drop <= 0.:
+        return params
+    weights, _ = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
+    layers = [_fused_layer_weights(params, i, num_lstm_layer, num_hidden, num_embed, weight_drop)
+              for i in range(num_lstm_layer)]
+    return mx.sym.concat(*layers, mx.sym.slice_axis(params, axis=0, begin=sum(weights), end=None), dim=0)
 
 
 def _rnn_outputs(rnn, state_outputs, final_h, final_c):
@@ -246,7 +278,7 @@ def _rnn_outputs(rnn, state_outputs, final_h, final_c):
 
 
 def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                      state_outputs=False):
+                      state_outputs=False, weight_drop=0.):
     """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
     the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`, see
     fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
@@ -256,10 +288,11 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     Without dropout all layers are one RNN operator. With dropout each layer is its own RNN with
     a Dropout between them, because MXNet 1.9.1's oneDNN RNN ignores the operator's own `p`.
     `state_outputs` adds the final states (lstm_c, then lstm_h, batch-major as the inputs).
+    `weight_drop` drops entries of each h2h weight in training, as in lstm_unroll.
     """
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
-    params = mx.sym.Variable(FUSED_PARAMS, shape=(sum(weights) + biases * num_lstm_layer,))
+    params = mx.sym.Variable(FUSED_PARAMS, shape=(sum(weights) + biases * num_lstm_layer,), dtype="float32")
     # fed batch-major, so that FeedForward can split them across devices
     init_h = mx.sym.transpose(mx.sym.Variable("lstm_init_h"), axes=(1, 0, 2))
     init_c = mx.sym.transpose(mx.sym.Variable("lstm_init_c"), axes=(1, 0, 2))
@@ -269,7 +302,7 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
         for i in range(num_lstm_layer):
             if i > 0:
                 hidden = mx.sym.Dropout(data=hidden, p=dropout)
-            layer_params = _fused_layer_params(params, i, num_lstm_layer, num_hidden, num_embed)
+            layer_params = _fused_layer_params(params, i, num_lstm_layer, num_hidden, num_embed, weight_drop)
             rnn = mx.sym.RNN(data=hidden, parameters=layer_params,
                              state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
                              state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
@@ -277,7 +310,8 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
                              name="lstm_l%d" % i)
             hidden = _rnn_outputs(rnn, state_outputs, final_h, final_c)
     else:
-        rnn = mx.sym.RNN(data=hidden, parameters=params, state=init_h, state_cell=init_c, state_size=num_hidden,
+        all_params = _fused_all_params(params, num_lstm_layer, num_hidden, num_embed, weight_drop)
+        rnn = mx.sym.RNN(data=hidden, parameters=all_params, state=init_h, state_cell=init_c, state_size=num_hidden,
                          num_layers=num_lstm_layer, mode="lstm", state_outputs=state_outputs, name="lstm")
         hidden = _rnn_outputs(rnn, state_outputs, final_h, final_c)
     hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat

@@ -62,6 +62,9 @@ def build_parser():
     model.add_argument("--num-lstm-layer", type=cli.positive_int, default=3)
     model.add_argument("--num-hidden", type=cli.positive_int, default=512)
     model.add_argument("--dropout", type=cli.fraction, default=0.2)
+    model.add_argument("--weight-drop", type=cli.fraction, default=0.,
+                       help="drop this fraction of each hidden-to-hidden weight in training, one mask a batch "
+                            "(DropConnect): regularises the recurrent path, which --dropout does not reach")
     model.add_argument("--embed-init", choices=["xavier", "normal"], default="xavier",
                        help="how the character embedding starts: xavier, as the tutorial's other weights, or "
                             "normal, N(0, 1) as PyTorch's nn.Embedding (a stronger input to the first layer)")
@@ -183,11 +186,13 @@ def train(args, contexts):
 
     def sym_gen(seq_len):
         symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
-                        num_label=num_label, dropout=args.dropout, state_outputs=args.stateful)
+                        num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
+                        weight_drop=args.weight_drop)
         return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
     with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
         saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label,
-                                        args.num_hidden, args.num_embed, num_label, args.dropout)
+                                        args.num_hidden, args.num_embed, num_label, args.dropout,
+                                        weight_drop=args.weight_drop)
 
     with checkpoint.RunLock(args.prefix) if writes else contextlib.nullcontext():
         # the starting point: fresh weights, or where the checkpoints under --prefix left off

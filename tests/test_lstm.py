@@ -284,3 +284,42 @@ def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend)
     np.testing.assert_allclose(np.concatenate([first, second]), whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(whole, reference.unrolled_probs(reference.random_params(
         LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20), data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("fused", 0.), ("fused", 1e-9)])
+def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropout):
+    """--weight-drop in training: the probabilities are the numpy LSTM's with each h2h weight masked
+    and scaled by 1 / (1 - p), one mask for every step (read back from the gradient, which is 0
+    exactly where a weight was dropped); outside training the weights are whole. dropout 1e-9 gives
+    the fused graph's one-RNN-a-layer path, 0 its one stacked RNN."""
+    p = 0.5
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=30)
+    rng = np.random.RandomState(31)
+    data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    fed = dict(params)
+    if backend == "fused":
+        fed = dict({k: v for k, v in params.items() if not is_lstm_param(k)},
+                   **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
+    unroll = fused_lstm_unroll if backend == "fused" else lstm_unroll
+    executor = bind(unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout, weight_drop=p), fed,
+                    dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)),
+                    train_params=True)
+    executor.arg_dict["data"][:] = data
+    executor.arg_dict["softmax_label"][:] = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    whole = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
+    np.testing.assert_allclose(executor.forward(is_train=False)[0].asnumpy(), whole, rtol=1e-4, atol=1e-6)
+
+    probs = executor.forward(is_train=True)[0].asnumpy()
+    executor.backward()
+    if backend == "fused":
+        grads = unfuse_lstm_params(executor.grad_dict[FUSED_PARAMS], LAYERS, HIDDEN, EMBED)
+    else:
+        grads = {k: v.asnumpy() for k, v in executor.grad_dict.items() if v is not None}
+    masked = dict(params)
+    for i in range(LAYERS):
+        kept = grads["l%d_h2h_weight" % i] != 0
+        assert 0.2 < kept.mean() < 0.8
+        assert (grads["l%d_i2h_weight" % i] != 0).all()  # the input weights are never dropped
+        masked["l%d_h2h_weight" % i] = params["l%d_h2h_weight" % i] * kept / (1 - p)
+    np.testing.assert_allclose(probs, reference.unrolled_probs(masked, data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)
+    assert np.abs(probs - whole).max() > 1e-3

@@ -631,3 +631,26 @@ def test_embed_init_normal_draws_the_embedding_from_a_unit_normal(small_corpus, 
     assert runs["xavier"]["embed_weight"].std() < 0.5
     # the other weights keep the tutorial's Xavier scale (drawn after the embedding, so not the same values)
     assert runs["normal"]["cls_weight"].std() == pytest.approx(runs["xavier"]["cls_weight"].std(), rel=0.1)
+
+
+@pytest.mark.parametrize("backend", ["unrolled", "fused"])
+def test_weight_drop_leaves_the_dropped_recurrent_weights_of_a_batch_untouched(small_corpus, tmp_path, backend):
+    """One batch of plain SGD with --weight-drop 0.5: about half of each h2h weight gets no gradient and
+    keeps its starting value (a rate of 1e-9 shows where the weights started); every other weight moves."""
+    corpus = tmp_path / "ten.txt"
+    with open(small_corpus, encoding="utf-8") as f:
+        corpus.write_text("".join(f.readlines()[:10]), encoding="utf-8")
+
+    def one_batch(name, rate, *more):
+        args = train_obama.parse_args(TINY + ["--data", str(corpus), "--val-frac", "0.2", "--prefix", str(tmp_path / name),
+                                              "--optimizer", "sgd", "--momentum", "0", "--wd", "0", "--dropout", "0",
+                                              "--rnn-backend", backend, "--learning-rate", rate, *more])
+        train_obama.train(args, [mx.cpu()])
+        return params(str(tmp_path / name), 1)
+    start, dropped = one_batch("start", "1e-9"), one_batch("dropped", "0.5", "--weight-drop", "0.5")
+    whole = one_batch("whole", "0.5")
+    unchanged = start["l0_h2h_weight"] == dropped["l0_h2h_weight"]
+    assert 0.35 < unchanged.mean() < 0.65
+    assert (start["l0_h2h_weight"] != whole["l0_h2h_weight"]).all()
+    for name in ("l0_i2h_weight", "embed_weight", "cls_weight"):
+        assert (np.abs(dropped[name] - start[name]).max() > 0) and (dropped[name] != start[name]).mean() > 0.5
