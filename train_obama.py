@@ -176,6 +176,8 @@ def train(args, contexts):
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
     if args.resume and checkpoint.load_run(args.prefix) is None:
         checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
+    if args.resume:
+        keep_the_runs_regularisation(args, checkpoint.load_run(args.prefix))
     kv = mx.kv.create(args.kv_store)
     writes = kv.rank == 0  # in distributed training only the first worker writes files
     data_train, data_val = (load_streams if args.stateful else load_data)(args, corpus, vocab, kv)
@@ -287,6 +289,26 @@ def restore_carried(prefix, epoch, data_train):
         return
     for state, saved in zip(data_train.states, carried):
         state[:] = saved
+
+
+# Options that shape training but live in no checkpoint file: --resume takes them from the run record.
+REGULARISATION = ("dropout", "weight_drop", "clip_global_norm")
+
+
+def keep_the_runs_regularisation(args, record):
+    """On --resume, the run's own dropout, weight drop and global-norm clip where they are not given
+    again, so that a resumed run trains as the one it continues."""
+    saved = (record or {}).get("options") or {}
+    for name in REGULARISATION:
+        if name not in saved or name in args.given or saved[name] == getattr(args, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "clip_global_norm" and args.kv_store.startswith("dist"):
+            logging.warning("The run's %s %s is not kept: it does not work with --kv-store %s", flag, saved[name],
+                            args.kv_store)
+            continue
+        setattr(args, name, saved[name])
+        logging.info("%s %s: the run's own, kept on --resume (give %s to change it)", flag, saved[name], flag)
 
 
 def starting_point(args, vocab, writes):

@@ -654,3 +654,17 @@ def test_weight_drop_leaves_the_dropped_recurrent_weights_of_a_batch_untouched(s
     assert (start["l0_h2h_weight"] != whole["l0_h2h_weight"]).all()
     for name in ("l0_i2h_weight", "embed_weight", "cls_weight"):
         assert (np.abs(dropped[name] - start[name]).max() > 0) and (dropped[name] != start[name]).mean() > 0.5
+
+
+def test_resume_keeps_the_runs_dropout_weight_drop_and_clip_unless_given_again(small_corpus, tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    common = ["--data", small_corpus, "--prefix", prefix]
+    assert train(*common, "--dropout", "0", "--weight-drop", "0.3", "--clip-global-norm", "7") == 0
+    with caplog.at_level("INFO"):
+        assert train(*common, "--resume", "--num-epoch", "2") == 0
+    assert "--dropout 0.0: the run's own, kept on --resume" in caplog.text
+    assert "--weight-drop 0.3: the run's own, kept on --resume" in caplog.text
+    assert "clipped at 7 in" in caplog.text
+    assert train(*common, "--resume", "--num-epoch", "3", "--weight-drop", "0", "--dropout", "0.1") == 0
+    options = checkpoint.load_run(prefix)["options"]
+    assert (options["dropout"], options["weight_drop"], options["clip_global_norm"]) == (0.1, 0.0, 7.0)
