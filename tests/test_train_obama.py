@@ -508,6 +508,8 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--seed", "-1"], "--seed: must be between 0 and 4294967295"),
     (["--prefix", ""], "--prefix: must name a path"),
     (["--dropout", "1"], r"--dropout: must be in \[0, 1\)"),
+    (["--weight-drop", "1"], r"--weight-drop: must be in \[0, 1\)"),
+    (["--weight-drop", "nan"], "--weight-drop: must be a finite number"),
     (["--num-epoch", "two"], "--num-epoch: expected a whole number"),
     (["--lr-anneal", "0.5", "--kv-store", "dist_sync"], "--lr-anneal does not reach the parameter servers"),
     (["--clip-global-norm", "5", "--kv-store", "dist_sync"], "--clip-global-norm needs every gradient in one place"),
