@@ -238,24 +238,24 @@ def _fused_sizes(num_lstm_layer, num_hidden, num_embed):
 
 
 def _fused_layer_weights(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop):
-    """Layer `layer`'s i2h then h2h weight in the fused vector, the h2h one dropped as _drop_weight."""
+    """Layer `layer`'s i2h then h2h weight in the fused vector, as a list of slices to concatenate:
+    with `weight_drop` the h2h one is apart and dropped as _drop_weight."""
     weights, _ = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
-    begin = sum(weights[:layer])
+    begin, end = sum(weights[:layer]), sum(weights[:layer + 1])
     if weight_drop <= 0.:
-        return mx.sym.slice_axis(params, axis=0, begin=begin, end=begin + weights[layer])
-    h2h_begin = begin + weights[layer] - 4 * num_hidden * num_hidden
-    i2h = mx.sym.slice_axis(params, axis=0, begin=begin, end=h2h_begin)
-    h2h = mx.sym.slice_axis(params, axis=0, begin=h2h_begin, end=begin + weights[layer])
-    return mx.sym.concat(i2h, _drop_weight(h2h, weight_drop, "lstm_l%d_h2h_weight_drop" % layer), dim=0)
+        return [mx.sym.slice_axis(params, axis=0, begin=begin, end=end)]
+    h2h_begin = end - 4 * num_hidden * num_hidden
+    h2h = mx.sym.slice_axis(params, axis=0, begin=h2h_begin, end=end)
+    return [mx.sym.slice_axis(params, axis=0, begin=begin, end=h2h_begin),
+            _drop_weight(h2h, weight_drop, "lstm_l%d_h2h_weight_drop" % layer)]
 
 
 def _fused_layer_params(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop):
     """Layer `layer`'s share of the fused vector, laid out as a one-layer mx.sym.RNN wants it."""
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
     biases_begin = sum(weights) + biases * layer
-    return mx.sym.concat(
-        _fused_layer_weights(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop),
-        mx.sym.slice_axis(params, axis=0, begin=biases_begin, end=biases_begin + biases), dim=0)
+    return mx.sym.concat(*_fused_layer_weights(params, layer, num_lstm_layer, num_hidden, num_embed, weight_drop),
+                         mx.sym.slice_axis(params, axis=0, begin=biases_begin, end=biases_begin + biases), dim=0)
 
 
 def _fused_all_params(params, num_lstm_layer, num_hidden, num_embed, weight_drop):
@@ -263,9 +263,9 @@ def _fused_all_params(params, num_lstm_layer, num_hidden, num_embed, weight_drop
     if weight_drop <= 0.:
         return params
     weights, _ = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
-    layers = [_fused_layer_weights(params, i, num_lstm_layer, num_hidden, num_embed, weight_drop)
-              for i in range(num_lstm_layer)]
-    return mx.sym.concat(*layers, mx.sym.slice_axis(params, axis=0, begin=sum(weights), end=None), dim=0)
+    parts = [part for i in range(num_lstm_layer)
+             for part in _fused_layer_weights(params, i, num_lstm_layer, num_hidden, num_embed, weight_drop)]
+    return mx.sym.concat(*parts, mx.sym.slice_axis(params, axis=0, begin=sum(weights), end=None), dim=0)
 
 
 def _rnn_outputs(rnn, state_outputs, final_h, final_c):
