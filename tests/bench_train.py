@@ -7,7 +7,7 @@ Each contender runs in its own process (for its peak memory), warms up, then tim
 batches; rounds alternate the contenders. It also times what surrounds a batch in training: the
 iterator, the perplexity metric and a checkpoint.
 
-    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--dropout 0.2]
+    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--dropout 0.2] [--weight-drop 0]
                                 [--only fused pytorch]
 """
 import argparse
@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-LAYERS, HIDDEN, EMBED, LABELS, SEQ, BATCH, DROPOUT = 3, 512, 256, 84, 129, 32, 0.2
+LAYERS, HIDDEN, EMBED, LABELS, SEQ, BATCH, DROPOUT, WEIGHT_DROP = 3, 512, 256, 84, 129, 32, 0.2, 0.
 CONTENDERS = ["tutorial", "unrolled", "bf16", "fused", "pytorch"]
 
 
@@ -57,7 +57,7 @@ def mxnet_step(backend):
         symbol = tutorial_graph()
     else:
         unroll = lstm.fused_lstm_unroll if backend == "fused" else lstm.lstm_unroll
-        symbol = unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT)
+        symbol = unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT, weight_drop=WEIGHT_DROP)
         if backend == "bf16":
             symbol = lstm.bfloat16_graph(symbol)
     shapes = dict(lstm.init_states(LAYERS, BATCH, HIDDEN, "fused" if backend == "fused" else "unrolled"),
@@ -166,17 +166,18 @@ def overheads():
 
 
 def main():
-    global BATCH, SEQ, DROPOUT
+    global BATCH, SEQ, DROPOUT, WEIGHT_DROP
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batches", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=BATCH, help="streams a batch (the tutorial's: 32)")
     p.add_argument("--seq-len", type=int, default=SEQ, help="steps a sample (the tutorial's: 129)")
     p.add_argument("--dropout", type=float, default=DROPOUT, help="0: the fused backend runs all layers as one RNN")
+    p.add_argument("--weight-drop", type=float, default=WEIGHT_DROP, help="train_obama's --weight-drop (MXNet's graphs)")
     p.add_argument("--only", nargs="+", choices=CONTENDERS, help="time only these contenders")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
-    BATCH, SEQ, DROPOUT = args.batch_size, args.seq_len, args.dropout
+    BATCH, SEQ, DROPOUT, WEIGHT_DROP = args.batch_size, args.seq_len, args.dropout, args.weight_drop
     if args.worker:
         return worker(args.worker, args.batches)
     contenders = list(args.only or CONTENDERS)
@@ -190,7 +191,8 @@ def main():
     for _ in range(args.rounds):
         for name in contenders:
             out = subprocess.run([sys.executable, __file__, "--worker", name, "--batches", str(args.batches),
-                                  "--batch-size", str(BATCH), "--seq-len", str(SEQ), "--dropout", str(DROPOUT)],
+                                  "--batch-size", str(BATCH), "--seq-len", str(SEQ), "--dropout", str(DROPOUT),
+                                  "--weight-drop", str(WEIGHT_DROP)],
                                  capture_output=True, text=True, check=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             if best[name] is None or result["samples_per_s"] > best[name]["samples_per_s"]:
@@ -198,7 +200,7 @@ def main():
     import mxnet as mx
     print("%s, %d cores, %s, mxnet %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(),
                                           platform.machine(), mx.__version__))
-    print("batches of %d samples of %d steps, dropout %g" % (BATCH, SEQ, DROPOUT))
+    print("batches of %d samples of %d steps, dropout %g, weight drop %g" % (BATCH, SEQ, DROPOUT, WEIGHT_DROP))
     print("%-9s %10s %9s %9s %11s" % ("backend", "samples/s", "s/batch", "peak MB", "vs pytorch"))
     for name, r in best.items():
         ratio = "%.2fx" % (r["samples_per_s"] / best["pytorch"]["samples_per_s"]) if "pytorch" in best else "-"
