@@ -105,8 +105,9 @@ def build_parser():
     saving = p.add_argument_group("checkpoints")
     cli.add_checkpoint_options(saving, checkpoint.DEFAULT_PREFIX)
     saving.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
-    saving.add_argument("--resume", action="store_true", help="carry on from the newest checkpoint under --prefix; "
-                        "optimizer options given again replace the saved ones")
+    saving.add_argument("--resume", action="store_true",
+                        help="carry on from the newest checkpoint under --prefix; optimizer options, --dropout, "
+                             "--weight-drop and --clip-global-norm given again replace the run's own")
     saving.add_argument("--overwrite", action="store_true", help="start afresh even where --prefix already has checkpoints")
 
     where = p.add_argument_group("where")
