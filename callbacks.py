@@ -138,6 +138,9 @@ class TrainingOptimizer:
             self.given = optimizer
             if states_file and self._updater is not None:
                 kv.load_optimizer_states(states_file)
+                # MXNet's Updater keeps the fresh optimizer's choice to batch updates: SGD batches, Adam
+                # cannot, and an Adam loaded over an SGD would fail in every update, silently
+                self._updater.aggregate_updates = self._updater.optimizer.aggregate_num > 0
                 replace_saved_options(self._updater.optimizer, optimizer, given)
         kv.set_optimizer = set_optimizer
 

@@ -91,16 +91,18 @@ def test_defaults_are_the_tutorials():
     assert args.prefix.endswith(os.path.join("checkpoints", "obama"))
 
 
-@pytest.mark.parametrize("optimizer, schedule, rates", [
-    ("sgd", ["--momentum", "0.9", "--lr-step-epochs", "1", "--lr-factor", "0.5"], [0.01, 0.005]),
-    ("adam", [], [0.01, 0.01]),
+@pytest.mark.parametrize("optimizer, schedule, rates, bare", [
+    ("sgd", ["--momentum", "0.9", "--lr-step-epochs", "1", "--lr-factor", "0.5"], [0.01, 0.005], False),
+    ("adam", [], [0.01, 0.01], False),
+    # a bare --resume: the optimizer, its rate and the dropout are the run's own, not the defaults (sgd, 0.2)
+    ("adam", [], [0.01, 0.01], True),
 ])
-def test_resume_gives_the_same_parameters_as_one_run(small_corpus, tmp_path, optimizer, schedule, rates):
+def test_resume_gives_the_same_parameters_as_one_run(small_corpus, tmp_path, optimizer, schedule, rates, bare):
     common = ["--data", small_corpus, "--dropout", "0", "--optimizer", optimizer, "--learning-rate", "0.01"] + schedule
     one, two = str(tmp_path / "one" / "m"), str(tmp_path / "two" / "m")
     assert train(*common, "--prefix", one, "--num-epoch", "2") == 0
     assert train(*common, "--prefix", two, "--num-epoch", "1") == 0
-    assert train(*common, "--prefix", two, "--num-epoch", "2", "--resume") == 0
+    assert train(*(["--data", small_corpus] if bare else common), "--prefix", two, "--num-epoch", "2", "--resume") == 0
     assert_same(params(one, 2), params(two, 2))
     assert np.abs(params(two, 2)["cls_weight"] - params(two, 1)["cls_weight"]).max() > 1e-3
     assert [float(r["learning_rate"]) for r in read_metrics(two)] == rates
