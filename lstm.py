@@ -292,6 +292,7 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     """
     embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
+    # shape and type stated: Dropout (weight_drop) infers neither backwards from the RNN operator
     params = mx.sym.Variable(FUSED_PARAMS, shape=(sum(weights) + biases * num_lstm_layer,), dtype="float32")
     # fed batch-major, so that FeedForward can split them across devices
     init_h = mx.sym.transpose(mx.sym.Variable("lstm_init_h"), axes=(1, 0, 2))

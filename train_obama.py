@@ -175,10 +175,11 @@ def train(args, contexts):
     corpus = bucket_io.find_corpus(args.data, mirror=args.data_mirror)
     vocab = bucket_io.build_vocab(corpus)
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
-    if args.resume and checkpoint.load_run(args.prefix) is None:
-        checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
     if args.resume:
-        keep_the_runs_regularisation(args, checkpoint.load_run(args.prefix))
+        record = checkpoint.load_run(args.prefix)
+        if record is None:
+            checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
+        keep_the_runs_regularisation(args, record)
     kv = mx.kv.create(args.kv_store)
     writes = kv.rank == 0  # in distributed training only the first worker writes files
     data_train, data_val = (load_streams if args.stateful else load_data)(args, corpus, vocab, kv)

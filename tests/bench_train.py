@@ -7,8 +7,8 @@ Each contender runs in its own process (for its peak memory), warms up, then tim
 batches; rounds alternate the contenders. It also times what surrounds a batch in training: the
 iterator, the perplexity metric and a checkpoint.
 
-    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--dropout 0.2] [--weight-drop 0]
-                                [--only fused pytorch]
+    python tests/bench_train.py [--rounds 2] [--batches 3] [--batch-size 32] [--seq-len 129] [--dropout 0.2]
+                                [--weight-drop 0] [--only fused pytorch]
 """
 import argparse
 import json

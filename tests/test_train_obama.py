@@ -657,7 +657,7 @@ def test_weight_drop_leaves_the_dropped_recurrent_weights_of_a_batch_untouched(s
     assert 0.35 < unchanged.mean() < 0.65
     assert (start["l0_h2h_weight"] != whole["l0_h2h_weight"]).all()
     for name in ("l0_i2h_weight", "embed_weight", "cls_weight"):
-        assert (np.abs(dropped[name] - start[name]).max() > 0) and (dropped[name] != start[name]).mean() > 0.5
+        assert (dropped[name] != start[name]).mean() > 0.5
 
 
 def test_resume_keeps_the_runs_dropout_weight_drop_and_clip_unless_given_again(small_corpus, tmp_path, caplog):
