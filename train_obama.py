@@ -2,7 +2,7 @@
 
     python train_obama.py                      # the tutorial: 3x512 LSTM, one epoch of obama.txt
     python train_obama.py --num-epoch 30 --optimizer adam --learning-rate 0.002 --clip-gradient 5
-    python train_obama.py --resume --num-epoch 40   # carries on from the newest checkpoint
+    python train_obama.py --resume --num-epoch 40   # carries on from the newest checkpoint, as the run was
 
 Read top to bottom: the options, then train() (data, symbol, starting point, FeedForward, fit),
 then main. What happens after each batch and epoch lives in callbacks.py; the files under
@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
 import sys
 import warnings
 from collections import namedtuple
@@ -39,11 +40,11 @@ def add_data_options(data):
     data.add_argument("--seq-len", type=cli.positive_int, default=129,
                       help="longest sentence; the bucket when --buckets is not given")
     data.add_argument("--buckets", type=cli.int_list, help="bucket lengths, such as 32,64,129 (default: --seq-len)")
-    data.add_argument("--split-long-lines", action="store_true",
+    data.add_argument("--split-long-lines", action=argparse.BooleanOptionalAction, default=False,
                       help="cut lines longer than the largest bucket instead of failing")
-    data.add_argument("--stream", action="store_true",
+    data.add_argument("--stream", action=argparse.BooleanOptionalAction, default=False,
                       help="treat the corpus as one continuous text cut into --seq-len pieces, not one sample a line")
-    data.add_argument("--stateful", action="store_true",
+    data.add_argument("--stateful", action=argparse.BooleanOptionalAction, default=False,
                       help="read the corpus as one running text in --batch-size streams: each batch of --seq-len "
                            "steps continues them, from the LSTM states the batch before ended in")
     data.add_argument("--val-frac", type=cli.fraction, default=0.05, help="the last fraction of sentences held out (0: none)")
@@ -71,7 +72,7 @@ def build_parser():
     model.add_argument("--rnn-backend", choices=["unrolled", "fused"], default="unrolled",
                        help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
                             "(oneDNN on the CPU, cuDNN on a GPU), faster. Checkpoints are the same")
-    model.add_argument("--bf16", action="store_true",
+    model.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                        help="unrolled backend on a CPU with AVX-512 bf16: matrix products in bfloat16 (float32 "
                             "parameters and checkpoints)")
 
@@ -106,8 +107,9 @@ def build_parser():
     cli.add_checkpoint_options(saving, checkpoint.DEFAULT_PREFIX)
     saving.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
     saving.add_argument("--resume", action="store_true",
-                        help="carry on from the newest checkpoint under --prefix; optimizer options, --dropout, "
-                             "--weight-drop and --clip-global-norm given again replace the run's own")
+                        help="carry on from the newest checkpoint under --prefix, with the run's own options (the "
+                             "data, model, backend, --num-epoch, regularisation and optimizer); those given again "
+                             "replace them")
     saving.add_argument("--overwrite", action="store_true", help="start afresh even where --prefix already has checkpoints")
 
     where = p.add_argument_group("where")
@@ -119,40 +121,99 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    """The options, with what makes no sense refused in one line."""
+    """The options, with what makes no sense refused in one line; on --resume, the run's own where
+    they are not given again (logged)."""
     p = build_parser()
     args = p.parse_args(argv)
     args.given = cli.given_options(p, argv)
+    kept = keep_the_runs_options(args) if args.resume else []  # CheckpointError: nothing to resume
+    message = refusal(args)
+    if message:  # it may come from an option the run had, not one typed now
+        p.error(message + kept_note(kept, message))
+    for flag, typed in kept:
+        logging.info("%s: the run's own, kept on --resume (give %s to change it)", typed, flag)
+    return args
+
+
+# What a run is beyond its weights and optimizer: on --resume the run's own values, from its
+# run record, stand where these are not given again, so that a bare --resume trains on as the run did.
+KEPT_ON_RESUME = ("data", "seq_len", "buckets", "split_long_lines", "stream", "stateful", "val_frac", "batch_size",
+                  "shuffle", "seed", "num_embed", "num_lstm_layer", "num_hidden", "dropout", "weight_drop",
+                  "rnn_backend", "bf16", "num_epoch", "clip_global_norm", "lr_anneal")
+# The optimizer state holds the planned schedules; --lr-anneal is a callback, kept unless another is given.
+SCHEDULE_OPTIONS = ("lr_anneal", "lr_step_epochs", "lr_cosine")
+LOCAL_ONLY = ("clip_global_norm", "lr_anneal")  # refused with --kv-store dist_* (see refusal)
+
+
+def keep_the_runs_options(args):
+    """Sets the options in KEPT_ON_RESUME that are not given again to the run's own; returns them
+    as (flag, value) pairs. Says so where there is nothing to resume."""
+    record = checkpoint.load_run(args.prefix)
+    if record is None:
+        checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
+    saved = (record or {}).get("options") or {}
+    kept = []
+    for name in KEPT_ON_RESUME:
+        if name not in saved or name in args.given or saved[name] == getattr(args, name):
+            continue
+        if name == "lr_anneal" and args.given & set(SCHEDULE_OPTIONS):
+            continue
+        if name in LOCAL_ONLY and args.kv_store.startswith("dist"):
+            logging.warning("The run's --%s %s is not kept: it does not work with --kv-store %s",
+                            name.replace("_", "-"), saved[name], args.kv_store)
+            continue
+        setattr(args, name, saved[name])
+        kept.append(("--" + name.replace("_", "-"), as_typed("--" + name.replace("_", "-"), saved[name])))
+    return kept
+
+
+def as_typed(flag, value):
+    """An option as one would type it: --stateful, --no-stateful, --buckets 32,64, --dropout 0.4."""
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    if isinstance(value, list):
+        return "%s %s" % (flag, ",".join(map(str, value)))
+    return "%s %s" % (flag, value)
+
+
+def kept_note(kept, message):
+    """Says which of the options a refusal names were kept from the run, not given."""
+    named = [typed for flag, typed in kept if flag in message]
+    return " (%s: the run's own, kept on --resume)" % ", ".join(named) if named else ""
+
+
+def refusal(args):
+    """Why the options make no sense together, or None."""
     if args.lr_factor > 1:
-        p.error("--lr-factor must be at most 1, got %s" % args.lr_factor)
+        return "--lr-factor must be at most 1, got %s" % args.lr_factor
     if args.lr_anneal is not None and not args.lr_anneal < 1:
-        p.error("--lr-anneal must be in (0, 1), got %s" % args.lr_anneal)
+        return "--lr-anneal must be in (0, 1), got %s" % args.lr_anneal
     if args.clip_global_norm and args.kv_store.startswith("dist"):
-        p.error("--clip-global-norm needs every gradient in one place; under --kv-store dist_* each worker has only "
+        return ("--clip-global-norm needs every gradient in one place; under --kv-store dist_* each worker has only "
                 "its own: use --clip-gradient")
     if args.lr_anneal is not None and args.kv_store.startswith("dist"):
-        p.error("--lr-anneal does not reach the parameter servers, where the optimizer lives under --kv-store "
+        return ("--lr-anneal does not reach the parameter servers, where the optimizer lives under --kv-store "
                 "dist_*: use --lr-step-epochs, which the servers apply")
     schedules = [flag for flag, given in (("--lr-anneal", args.lr_anneal is not None),
                                           ("--lr-step-epochs", bool(args.lr_step_epochs)),
                                           ("--lr-cosine", args.lr_cosine)) if given]
     if len(schedules) > 1:
-        p.error("%s are different schedules: choose one" % " and ".join(schedules))
+        return "%s are different schedules: choose one" % " and ".join(schedules)
     if args.lr_anneal is not None and args.warmup_epochs:
-        p.error("--warmup-epochs goes with a planned schedule (--lr-cosine, --lr-step-epochs or none), not --lr-anneal")
+        return "--warmup-epochs goes with a planned schedule (--lr-cosine, --lr-step-epochs or none), not --lr-anneal"
     if "lr_final" in args.given and not args.lr_cosine:
-        p.error("--lr-final is where --lr-cosine ends: give --lr-cosine too")
+        return "--lr-final is where --lr-cosine ends: give --lr-cosine too"
     from_saved_rate = args.resume and "learning_rate" not in args.given  # starting_point checks against that rate
     if args.lr_cosine and args.lr_final >= args.learning_rate and not from_saved_rate:
-        p.error("--lr-final (%g) must be below --learning-rate (%g)" % (args.lr_final, args.learning_rate))
+        return "--lr-final (%g) must be below --learning-rate (%g)" % (args.lr_final, args.learning_rate)
     if args.stateful and (args.buckets or args.stream or args.split_long_lines):
-        p.error("--stateful reads the corpus as one text in steps of --seq-len: not with --buckets, --stream "
+        return ("--stateful reads the corpus as one text in steps of --seq-len: not with --buckets, --stream "
                 "or --split-long-lines")
     if args.bf16 and args.rnn_backend == "fused":
-        p.error("--bf16 needs --rnn-backend unrolled: MXNet 1.9.1's RNN operator has no bfloat16")
+        return "--bf16 needs --rnn-backend unrolled: MXNet 1.9.1's RNN operator has no bfloat16"
     if args.bf16 and device.bf16_unavailable_reason():
-        p.error("--bf16 needs a CPU with AVX-512 bf16: %s" % device.bf16_unavailable_reason())
-    return args
+        return "--bf16 needs a CPU with AVX-512 bf16: %s" % device.bf16_unavailable_reason()
+    return None
 
 
 # The tutorial's initialisation; the fused backend starts from the same weights (lstm.initial_params).
@@ -175,11 +236,6 @@ def train(args, contexts):
     corpus = bucket_io.find_corpus(args.data, mirror=args.data_mirror)
     vocab = bucket_io.build_vocab(corpus)
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
-    if args.resume:
-        record = checkpoint.load_run(args.prefix)
-        if record is None:
-            checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
-        keep_the_runs_regularisation(args, record)
     kv = mx.kv.create(args.kv_store)
     writes = kv.rank == 0  # in distributed training only the first worker writes files
     data_train, data_val = (load_streams if args.stateful else load_data)(args, corpus, vocab, kv)
@@ -293,26 +349,6 @@ def restore_carried(prefix, epoch, data_train):
         state[:] = saved
 
 
-# Options that shape training but live in no checkpoint file: --resume takes them from the run record.
-REGULARISATION = ("dropout", "weight_drop", "clip_global_norm")
-
-
-def keep_the_runs_regularisation(args, record):
-    """On --resume, the run's own dropout, weight drop and global-norm clip where they are not given
-    again, so that a resumed run trains as the one it continues."""
-    saved = (record or {}).get("options") or {}
-    for name in REGULARISATION:
-        if name not in saved or name in args.given or saved[name] == getattr(args, name):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if name == "clip_global_norm" and args.kv_store.startswith("dist"):
-            logging.warning("The run's %s %s is not kept: it does not work with --kv-store %s", flag, saved[name],
-                            args.kv_store)
-            continue
-        setattr(args, name, saved[name])
-        logging.info("%s %s: the run's own, kept on --resume (give %s to change it)", flag, saved[name], flag)
-
-
 def starting_point(args, vocab, writes):
     """Where training starts: fresh (refusing to overwrite a run unasked), or (--resume) from the
     newest checkpoint, checked against the options and the corpus before anything is written."""
@@ -363,6 +399,7 @@ def record_run(args, vocab, start):
     """The vocabulary and the run record of a run that starts or resumes."""
     checkpoint.save_vocab(args.prefix, vocab)
     options = {k: v for k, v in vars(args).items() if k != "given"}
+    options["data"] = args.data and os.path.abspath(args.data)  # a bare --resume may run from elsewhere
     checkpoint.save_run(args.prefix, options=options, backend=args.rnn_backend, batch_size=args.batch_size,
                         model=dict(num_lstm_layer=args.num_lstm_layer, num_hidden=args.num_hidden,
                                    num_embed=args.num_embed, num_label=len(vocab) + 1),
@@ -427,9 +464,9 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
 
 
 def main(argv=None):
-    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
+        args = parse_args(argv)
         contexts = device.contexts_for(args.gpus, args.cpu)
         if args.bf16 and any(ctx.device_type != "cpu" for ctx in contexts):
             raise device.DeviceError("--bf16 runs on the CPU only (MXNet 1.9.1 has bfloat16 for oneDNN); add --cpu")

@@ -352,7 +352,7 @@ def test_bf16_trains_to_the_float32_loss_and_checkpoints_stay_float32(small_corp
 def test_resume_mismatches_are_clear_errors(small_corpus, tmp_path, capsys):
     prefix = str(tmp_path / "m")
     assert train("--data", small_corpus, "--prefix", prefix) == 0
-    assert train_obama.main(["--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2"]) == 2
+    assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2", "--num-hidden", "32") == 2
     assert "give the same --num-lstm-layer" in capsys.readouterr().err
     other = tmp_path / "other.txt"
     other.write_text("xyz\n" * 50, encoding="utf-8")
@@ -614,9 +614,11 @@ def test_stateful_resume_ends_as_an_uninterrupted_run_and_generates(small_corpus
     common = ["--data", small_corpus, "--stateful", "--dropout", "0", "--momentum", "0.9", "--num-epoch", "2"]
     whole, stopped, _ = whole_and_stopped(common, tmp_path)
     assert checkpoint.load_carried(stopped, 1) is not None
-    resumed = run_script(*common, "--prefix", stopped, "--resume")
+    # a bare --resume: the corpus, --stateful, the sizes, the dropout and --num-epoch are the run's own
+    resumed = start_command("train_obama.py", "--prefix", stopped, "--resume")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0 and re.search(r"Resuming at epoch 2, after batch \d+", out), out
+    assert "--stateful: the run's own, kept on --resume" in out
     assert_same(params(whole, 2), params(stopped, 2))
     generated = run_command("generate.py", "The United States", "--prefix", stopped, "--length", "300")
     assert generated.returncode == 0 and generated.stdout.startswith("The United States"), generated.stderr
@@ -660,7 +662,7 @@ def test_weight_drop_leaves_the_dropped_recurrent_weights_of_a_batch_untouched(s
         assert (dropped[name] != start[name]).mean() > 0.5
 
 
-def test_resume_keeps_the_runs_dropout_weight_drop_and_clip_unless_given_again(small_corpus, tmp_path, caplog):
+def test_resume_keeps_the_runs_regularisation_unless_given_again(small_corpus, tmp_path, caplog):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix]
     assert train(*common, "--dropout", "0", "--weight-drop", "0.3", "--clip-global-norm", "7") == 0
@@ -672,3 +674,33 @@ def test_resume_keeps_the_runs_dropout_weight_drop_and_clip_unless_given_again(s
     assert train(*common, "--resume", "--num-epoch", "3", "--weight-drop", "0", "--dropout", "0.1") == 0
     options = checkpoint.load_run(prefix)["options"]
     assert (options["dropout"], options["weight_drop"], options["clip_global_norm"]) == (0.1, 0.0, 7.0)
+
+
+def test_resume_keeps_the_runs_data_model_and_backend_and_names_them_in_a_refusal(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    run = ["--data", small_corpus, "--prefix", prefix, "--stateful", "--seq-len", "16", "--rnn-backend", "fused",
+           "--seed", "7", "--num-epoch", "2"]
+    assert train(*run) == 0
+    args = train_obama.parse_args(["--prefix", prefix, "--resume"])
+    assert (args.data, args.stateful, args.seq_len, args.batch_size, args.rnn_backend, args.seed, args.num_epoch,
+            args.num_hidden, args.num_embed, args.num_lstm_layer) == (small_corpus, True, 16, 8, "fused", 7, 2, 16, 8, 1)
+    assert train_obama.main(["--prefix", prefix, "--resume"]) == 0  # trained for the run's 2 epochs: nothing to do
+    assert checkpoint.epochs(prefix) == [1, 2]
+    # given again, an option replaces the run's own; one the run had that clashes is named as kept
+    args = train_obama.parse_args(["--prefix", prefix, "--resume", "--no-stateful", "--batch-size", "4"])
+    assert (args.stateful, args.batch_size, args.seq_len) == (False, 4, 16)
+    with pytest.raises(SystemExit):
+        train_obama.parse_args(["--prefix", prefix, "--resume", "--buckets", "8,16"])
+    refusal = error_lines(capsys.readouterr().err)[-1]
+    assert "not with --buckets" in refusal and refusal.endswith("--stateful: the run's own, kept on --resume)")
+
+
+def test_resume_keeps_the_runs_anneal_unless_another_schedule_or_a_parameter_server(tmp_path, caplog):
+    prefix = str(tmp_path / "m")
+    checkpoint.save_run(prefix, epoch=1, batch=0, options={"lr_anneal": 0.5, "clip_global_norm": 7.0})
+    assert train_obama.parse_args(["--prefix", prefix, "--resume"]).lr_anneal == 0.5
+    assert train_obama.parse_args(["--prefix", prefix, "--resume", "--lr-cosine"]).lr_anneal is None
+    with caplog.at_level("WARNING"):
+        args = train_obama.parse_args(["--prefix", prefix, "--resume", "--kv-store", "dist_sync"])
+    assert (args.lr_anneal, args.clip_global_norm) == (None, None)
+    assert "--lr-anneal 0.5 is not kept" in caplog.text and "--clip-global-norm 7.0 is not kept" in caplog.text
