@@ -130,8 +130,9 @@ def parse_args(argv=None):
     message = refusal(args)
     if message:  # it may come from an option the run had, not one typed now
         p.error(message + kept_note(kept, message))
-    for flag, typed in kept:
-        logging.info("%s: the run's own, kept on --resume (give %s to change it)", typed, flag)
+    if kept:
+        logging.info("The run's own options, kept on --resume (give one again to change it): %s",
+                     " ".join(typed for _, typed in kept))
     return args
 
 
@@ -262,6 +263,8 @@ def train(args, contexts):
         if start.epoch >= args.num_epoch:
             logging.info("Already trained for %d epochs (--num-epoch %d): nothing to do", start.epoch, args.num_epoch)
             return None
+        if args.resume:
+            logging.info("Resuming at epoch %d%s", start.epoch + 1, ", after batch %d" % start.batch if start.batch else "")
         data_train.resume_at(start.epoch, start.batch)
         if args.stateful and start.batch:
             restore_carried(args.prefix, start.epoch, data_train)
@@ -390,7 +393,6 @@ def starting_point(args, vocab, writes):
     if args.lr_cosine and "learning_rate" not in args.given and args.lr_final >= base_lr:
         raise checkpoint.CheckpointError("--lr-final (%g) must be below the run's learning rate (%g), from which the "
                                          "resumed cosine starts; give --learning-rate too" % (args.lr_final, base_lr))
-    logging.info("Resuming at epoch %d%s", epoch + 1, ", after batch %d" % batch if batch else "")
     params = lstm.backend_params(arg_params, args.rnn_backend, args.num_lstm_layer, args.num_hidden)
     return Start(epoch, batch, params, aux_params, states, (record or {}).get("best_val_loss"))
 
