@@ -677,11 +677,14 @@ def test_resume_keeps_the_runs_regularisation_unless_given_again(small_corpus, t
     assert (options["dropout"], options["weight_drop"], options["clip_global_norm"]) == (0.1, 0.0, 7.0)
 
 
-def test_resume_keeps_the_runs_data_model_and_backend_and_names_them_in_a_refusal(small_corpus, tmp_path, capsys):
+def test_resume_keeps_the_runs_data_model_and_backend_and_names_them_in_a_refusal(small_corpus, tmp_path, capsys,
+                                                                                   monkeypatch):
     prefix = str(tmp_path / "m")
-    run = ["--data", small_corpus, "--prefix", prefix, "--stateful", "--seq-len", "16", "--rnn-backend", "fused",
-           "--seed", "7", "--num-epoch", "2"]
+    monkeypatch.chdir(os.path.dirname(small_corpus))  # the corpus given by a relative path, resumed from elsewhere
+    run = ["--data", os.path.basename(small_corpus), "--prefix", prefix, "--stateful", "--seq-len", "16",
+           "--rnn-backend", "fused", "--seed", "7", "--num-epoch", "2"]
     assert train(*run) == 0
+    monkeypatch.chdir(tmp_path)
     args = train_obama.parse_args(["--prefix", prefix, "--resume"])
     assert (args.data, args.stateful, args.seq_len, args.batch_size, args.rnn_backend, args.seed, args.num_epoch,
             args.num_hidden, args.num_embed, args.num_lstm_layer) == (small_corpus, True, 16, 8, "fused", 7, 2, 16, 8, 1)
