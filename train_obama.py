@@ -264,7 +264,8 @@ def train(args, contexts):
             logging.info("Already trained for %d epochs (--num-epoch %d): nothing to do", start.epoch, args.num_epoch)
             return None
         if args.resume:
-            logging.info("Resuming at epoch %d%s", start.epoch + 1, ", after batch %d" % start.batch if start.batch else "")
+            logging.info("Resuming at epoch %d%s", start.epoch + 1,
+                         ", after batch %d" % start.batch if start.batch else "")
         data_train.resume_at(start.epoch, start.batch)
         if args.stateful and start.batch:
             restore_carried(args.prefix, start.epoch, data_train)
