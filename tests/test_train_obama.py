@@ -530,10 +530,20 @@ def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
     assert stop.value.code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
 
 
+def wait_until_mapped(proc, library, timeout=60):
+    """Returns once the process has mapped the shared library (Linux's /proc), or has exited."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        with open("/proc/%d/maps" % proc.pid) as maps:
+            if library in maps.read():
+                return
+        time.sleep(0.005)
+
+
 def test_ctrl_c_during_start_up_is_quiet(small_corpus, tmp_path):
     prefix = tmp_path / "run" / "m"
     proc = run_script("--data", small_corpus, "--prefix", str(prefix))
-    time.sleep(1.0)  # MXNet is loading, or the corpus being read
+    wait_until_mapped(proc, "libmxnet.so")  # MXNet is loading: a fixed wait raced a busy machine's start-up
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130 and "Traceback" not in out, out
