@@ -15,6 +15,7 @@ import time
 
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
+import numpy as np
 
 import checkpoint
 
@@ -221,6 +222,27 @@ class GlobalNormClip:
                          "%d batches", epoch, sorted(self.norms)[len(self.norms) // 2], max(self.norms),
                          self.max_norm, self.clipped, len(self.norms))
         self.norms, self.clipped = [], 0
+
+
+def batch_seed(seed, epoch, batch):
+    """The seed of MXNet's generator, and so of dropout's masks, for batch `batch` of epoch `epoch`
+    (both counted from 0)."""
+    return int(np.random.SeedSequence([seed, epoch, batch]).generate_state(1)[0])
+
+
+def seed_next_batch(seed, batches_per_epoch, resumed):
+    """Batch end: seeds MXNet's generator for the batch that comes next, from its place in the run.
+
+    A resumed process seeds its generator afresh; without this its dropout masks would replay those
+    of the run's first batches, which stateful training pairs with the very same text every epoch,
+    so the model learns the masks and dropout stops regularising. Seeded by place, a resumed run
+    draws the masks the uninterrupted one draws, and ends with the same parameters.
+    """
+    def seed_next(param):
+        done = param.nbatch + resumed.skipped(param.epoch)
+        epoch, batch = (param.epoch + 1, 0) if done >= batches_per_epoch else (param.epoch, done)
+        mx.random.seed(batch_seed(seed, epoch, batch))
+    return seed_next
 
 
 def carry_states(iterator):

@@ -266,6 +266,7 @@ def train(args, contexts):
         if args.resume:
             logging.info("Resuming at epoch %d%s", start.epoch + 1,
                          ", after batch %d" % start.batch if start.batch else "")
+            mx.random.seed(callbacks.batch_seed(args.seed, start.epoch, start.batch))  # the masks of this batch
         data_train.resume_at(start.epoch, start.batch)
         if args.stateful and start.batch:
             restore_carried(args.prefix, start.epoch, data_train)
@@ -446,7 +447,8 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
     stop = callbacks.StopOnSignal(args.prefix, saver, resumed, args.batch_size)
     carry = [callbacks.carry_states(data_train)] if args.stateful else []
     batch_end = [callbacks.ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, resumed),
-                 callbacks.stop_on_divergence(metric, resumed)] + carry + [stop]
+                 callbacks.stop_on_divergence(metric, resumed),
+                 callbacks.seed_next_batch(args.seed, data_train.num_batches, resumed)] + carry + [stop]
     epoch_end = [callbacks.log_training_metrics(metric)] + ([clip.log_epoch] if clip else [])
     eval_end = [callbacks.log_validation_metrics]
     if writes:
