@@ -446,9 +446,11 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
                                    data_train.states if args.stateful else None) if writes else None
     stop = callbacks.StopOnSignal(args.prefix, saver, resumed, args.batch_size)
     carry = [callbacks.carry_states(data_train)] if args.stateful else []
+    # only dropout and the weight drop draw random numbers in a batch
+    reseed = ([callbacks.seed_next_batch(args.seed, data_train.num_batches, resumed)]
+              if args.dropout or args.weight_drop else [])
     batch_end = [callbacks.ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, resumed),
-                 callbacks.stop_on_divergence(metric, resumed),
-                 callbacks.seed_next_batch(args.seed, data_train.num_batches, resumed)] + carry + [stop]
+                 callbacks.stop_on_divergence(metric, resumed)] + reseed + carry + [stop]
     epoch_end = [callbacks.log_training_metrics(metric)] + ([clip.log_epoch] if clip else [])
     eval_end = [callbacks.log_validation_metrics]
     if writes:

@@ -534,19 +534,25 @@ def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
 
 
 def wait_until_mapped(proc, library, timeout=60):
-    """Returns once the process has mapped the shared library (Linux's /proc), or has exited."""
+    """Whether the process has mapped the shared library (Linux's /proc) within `timeout` seconds,
+    still running."""
     deadline = time.time() + timeout
     while proc.poll() is None and time.time() < deadline:
-        with open("/proc/%d/maps" % proc.pid) as maps:
-            if library in maps.read():
-                return
+        try:
+            with open("/proc/%d/maps" % proc.pid) as maps:
+                if library in maps.read():
+                    return True
+        except OSError:  # it has just exited
+            return False
         time.sleep(0.005)
+    return False
 
 
 def test_ctrl_c_during_start_up_is_quiet(small_corpus, tmp_path):
     prefix = tmp_path / "run" / "m"
     proc = run_script("--data", small_corpus, "--prefix", str(prefix))
-    wait_until_mapped(proc, "libmxnet.so")  # MXNet is loading: a fixed wait raced a busy machine's start-up
+    # MXNet is loading, the quiet handler in place (a fixed wait raced a busy machine's start-up)
+    assert wait_until_mapped(proc, "libmxnet.so"), proc.communicate()[0]
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130 and "Traceback" not in out, out
