@@ -404,10 +404,26 @@ def record_run(args, vocab, start):
     checkpoint.save_vocab(args.prefix, vocab)
     options = {k: v for k, v in vars(args).items() if k != "given"}
     options["data"] = args.data and os.path.abspath(args.data)  # a bare --resume may run from elsewhere
+    if start.optimizer_states:  # the saved optimizer goes on: the record keeps its options, not the defaults
+        options.update(saved_optimizer_options(args, checkpoint.read_optimizer(start.optimizer_states),
+                                               (checkpoint.load_run(args.prefix) or {}).get("options") or {}))
     checkpoint.save_run(args.prefix, options=options, backend=args.rnn_backend, batch_size=args.batch_size,
                         model=dict(num_lstm_layer=args.num_lstm_layer, num_hidden=args.num_hidden,
                                    num_embed=args.num_embed, num_label=len(vocab) + 1),
                         epoch=start.epoch, batch=start.batch, best_val_loss=start.best_loss)
+
+
+def saved_optimizer_options(args, saved, recorded):
+    """The options of the optimizer `saved` in a checkpoint that a resume goes on with: those not given
+    again, and the recorded schedule's unless another schedule is given (see callbacks.replace_saved_options)."""
+    options = {"optimizer": type(saved).__name__.lower()}
+    for name, attr in callbacks.OPTIMIZER_OPTIONS.items():
+        if name not in args.given and hasattr(saved, attr):
+            options[name] = getattr(saved, attr)  # lr: the base rate, before any schedule
+    schedule = ("lr_factor", "lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs")
+    if not args.given & set(schedule):
+        options.update((name, recorded[name]) for name in schedule if name in recorded)
+    return options
 
 
 def optimizer_params(args, batches_per_epoch):

@@ -448,11 +448,15 @@ def test_resume_follows_the_options_given_again(small_corpus, tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert train(*common, "--resume", "--num-epoch", "2", "--learning-rate", "0.05") == 0
     assert "--learning-rate 0.05 from the command line replaces the checkpoint's 0.01" in caplog.text
+    recorded = checkpoint.load_run(prefix)["options"]  # the optimizer in use, not the options' defaults
+    assert (recorded["optimizer"], recorded["learning_rate"], recorded["momentum"]) == ("sgd", 0.05, 0.5)
     with caplog.at_level("INFO"):
         assert train(*common, "--resume", "--num-epoch", "3", "--optimizer", "adam", "--learning-rate", "0.002",
                      "--wd", "0") == 0
     assert "--optimizer adam replaces the checkpoint's sgd: the optimizer starts afresh" in caplog.text
     assert train(*common, "--resume", "--num-epoch", "4") == 0  # nothing given again: the saved optimizer goes on
+    recorded = checkpoint.load_run(prefix)["options"]
+    assert (recorded["optimizer"], recorded["learning_rate"], recorded["wd"]) == ("adam", 0.002, 0.0)
     rows = read_metrics(prefix)
     assert [float(r["learning_rate"]) for r in rows] == [0.01, 0.05, 0.002, 0.002]
     assert [r["optimizer"] for r in rows] == ["sgd wd=0.0001 momentum=0.5", "sgd wd=0.0001 momentum=0.5",
