@@ -88,6 +88,8 @@ class ProgressSpeedometer(mx.callback.Speedometer):
 
 # the options that FeedForward gives the optimizer, and the optimizer's attribute for each
 OPTIMIZER_OPTIONS = {"learning_rate": "lr", "wd": "wd", "momentum": "momentum", "clip_gradient": "clip_gradient"}
+# Given again on --resume, any of these replaces the saved learning-rate schedule with a new one.
+SCHEDULE_GIVEN_AGAIN = ("lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs")
 
 
 def replace_saved_options(saved, fresh, given):
@@ -108,7 +110,7 @@ def replace_saved_options(saved, fresh, given):
         if before != value:
             logging.info("--%s %s from the command line replaces the checkpoint's %s",
                          option.replace("_", "-"), value, before)
-    if given & {"lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs"}:  # the new schedule, at the saved step count
+    if given & set(SCHEDULE_GIVEN_AGAIN):  # the new schedule, at the saved step count
         if fresh.lr_scheduler is not None and "learning_rate" not in given:
             rebase(fresh.lr_scheduler, saved.lr)  # from the run's own rate, not the option's default
         saved.lr_scheduler = fresh.lr_scheduler

@@ -420,9 +420,9 @@ def saved_optimizer_options(args, saved, recorded):
     for name, attr in callbacks.OPTIMIZER_OPTIONS.items():
         if name not in args.given and hasattr(saved, attr):
             options[name] = getattr(saved, attr)  # lr: the base rate, before any schedule
-    schedule = ("lr_factor", "lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs")
-    if not args.given & set(schedule):
-        options.update((name, recorded[name]) for name in schedule if name in recorded)
+    if not args.given & set(callbacks.SCHEDULE_GIVEN_AGAIN):
+        options.update((name, recorded[name]) for name in ("lr_factor",) + callbacks.SCHEDULE_GIVEN_AGAIN
+                       if name in recorded)
     return options
 
 

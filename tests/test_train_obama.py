@@ -251,7 +251,9 @@ def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_leng
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam", "--wd", "0"]
     assert train(*common, "--learning-rate", "0.005", "--lr-cosine", "--lr-final", "0.001") == 0
-    assert train(*common, "--resume", "--num-epoch", "2") == 0  # the saved curve ended at epoch 1
+    assert train(*common, "--resume", "--num-epoch", "2", "--lr-factor", "0.5") == 0  # the saved curve ended at epoch 1
+    recorded = checkpoint.load_run(prefix)["options"]  # the schedule the run goes on with, the saved one
+    assert (recorded["lr_cosine"], recorded["lr_final"], recorded["learning_rate"]) == (True, 0.001, 0.005)
     # given again without --learning-rate: from the run's 0.005 (not the default), over 4 epochs
     assert train(*common, "--resume", "--num-epoch", "4", "--lr-cosine", "--lr-final", "0.001") == 0
     n = TINY_BATCHES
