@@ -227,7 +227,9 @@ def initializer(embed_init):
         return INITIALIZER
     return mx.init.Mixed(["embed_weight", ".*"], [mx.init.Normal(1.0), INITIALIZER])
 
-Start = namedtuple("Start", ["epoch", "batch", "arg_params", "aux_params", "optimizer_states", "best_loss"])
+# saved_optimizer: the optimizer read from optimizer_states, the file that the KVStore loads
+Start = namedtuple("Start", ["epoch", "batch", "arg_params", "aux_params", "optimizer_states", "best_loss",
+                             "saved_optimizer"], defaults=(None,))
 
 
 def train(args, contexts):
@@ -396,7 +398,8 @@ def starting_point(args, vocab, writes):
         raise checkpoint.CheckpointError("--lr-final (%g) must be below the run's learning rate (%g), from which the "
                                          "resumed cosine starts; give --learning-rate too" % (args.lr_final, base_lr))
     params = lstm.backend_params(arg_params, args.rnn_backend, args.num_lstm_layer, args.num_hidden)
-    return Start(epoch, batch, params, aux_params, states, (record or {}).get("best_val_loss"))
+    return Start(epoch, batch, params, aux_params, states, (record or {}).get("best_val_loss"),
+                 saved if states else None)
 
 
 def record_run(args, vocab, start):
@@ -404,8 +407,8 @@ def record_run(args, vocab, start):
     checkpoint.save_vocab(args.prefix, vocab)
     options = {k: v for k, v in vars(args).items() if k != "given"}
     options["data"] = args.data and os.path.abspath(args.data)  # a bare --resume may run from elsewhere
-    if start.optimizer_states:  # the saved optimizer goes on: the record keeps its options, not the defaults
-        options.update(saved_optimizer_options(args, checkpoint.read_optimizer(start.optimizer_states),
+    if start.saved_optimizer is not None:  # it goes on: the record keeps its options, not the defaults
+        options.update(saved_optimizer_options(args, start.saved_optimizer,
                                                (checkpoint.load_run(args.prefix) or {}).get("options") or {}))
     checkpoint.save_run(args.prefix, options=options, backend=args.rnn_backend, batch_size=args.batch_size,
                         model=dict(num_lstm_layer=args.num_lstm_layer, num_hidden=args.num_hidden,
