@@ -56,6 +56,13 @@ def _embed(data, input_size, num_embed):
                             weight=mx.sym.Variable("embed_weight"), name="embed")
 
 
+def _drop_embedding(embed, embed_dropout):
+    """Dropout on the embedding's output, the first layer's input, which --dropout leaves whole
+    (as the tutorial does): each character's vector loses entries, so the first layer cannot lean
+    on any one of them."""
+    return mx.sym.Dropout(data=embed, p=embed_dropout, name="embed_dropout") if embed_dropout > 0. else embed
+
+
 def _classify(hidden, num_label):
     return mx.sym.FullyConnected(data=hidden, num_hidden=num_label, weight=mx.sym.Variable("cls_weight"),
                                  bias=mx.sym.Variable("cls_bias"), name="pred")
@@ -85,7 +92,7 @@ def _drop_weight(weight, weight_drop, name):
 
 
 def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                state_outputs=False, weight_drop=0.):
+                state_outputs=False, weight_drop=0., embed_dropout=0.):
     """The training graph over `seq_len` steps: data and softmax_label are (batch, seq_len).
 
     The same cells as the tutorial's, built layer by layer rather than step by step, so that each
@@ -93,14 +100,15 @@ def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_
     time-major: the predictions come out (seq_len * batch, num_label), and the label is
     transposed to the same order before SoftmaxOutput. `state_outputs` adds the final states
     (l%d_c for every layer, then l%d_h), for stateful training. `weight_drop` drops entries of
-    each h2h weight in training (see _drop_weight).
+    each h2h weight in training (see _drop_weight), `embed_dropout` entries of the embedding's
+    output (see _drop_embedding).
     """
     params, states = _layer_params_and_states(num_lstm_layer)
     if weight_drop > 0.:  # Dropout infers neither shape nor type backwards: the weights state theirs
         params = [p._replace(h2h_weight=_drop_weight(
             mx.sym.Variable("l%d_h2h_weight" % i, shape=(4 * num_hidden, num_hidden), dtype="float32"),
             weight_drop, "l%d_h2h_weight_drop" % i)) for i, p in enumerate(params)]
-    embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    embed = _drop_embedding(_embed(mx.sym.Variable("data"), input_size, num_embed), embed_dropout)
     layer_input = mx.sym.transpose(embed, axes=(1, 0, 2))  # (seq_len, batch, num_embed)
     for i, (param, state) in enumerate(zip(params, states)):
         if dropout > 0. and i > 0:
@@ -278,7 +286,7 @@ def _rnn_outputs(rnn, state_outputs, final_h, final_c):
 
 
 def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                      state_outputs=False, weight_drop=0.):
+                      state_outputs=False, weight_drop=0., embed_dropout=0.):
     """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
     the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`, see
     fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
@@ -288,9 +296,9 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     Without dropout all layers are one RNN operator. With dropout each layer is its own RNN with
     a Dropout between them, because MXNet 1.9.1's oneDNN RNN ignores the operator's own `p`.
     `state_outputs` adds the final states (lstm_c, then lstm_h, batch-major as the inputs).
-    `weight_drop` drops entries of each h2h weight in training, as in lstm_unroll.
+    `weight_drop` and `embed_dropout` drop as in lstm_unroll.
     """
-    embed = _embed(mx.sym.Variable("data"), input_size, num_embed)
+    embed = _drop_embedding(_embed(mx.sym.Variable("data"), input_size, num_embed), embed_dropout)
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
     # shape and type stated: Dropout (weight_drop) infers neither backwards from the RNN operator
     params = mx.sym.Variable(FUSED_PARAMS, shape=(sum(weights) + biases * num_lstm_layer,), dtype="float32")

@@ -66,6 +66,9 @@ def build_parser():
     model.add_argument("--weight-drop", type=cli.fraction, default=0.,
                        help="drop this fraction of each hidden-to-hidden weight in training, one mask a batch "
                             "(DropConnect): regularises the recurrent path, which --dropout does not reach")
+    model.add_argument("--embed-dropout", type=cli.fraction, default=0.,
+                       help="drop this fraction of the embedding's output in training: regularises the first "
+                            "layer's input, which --dropout does not reach")
     model.add_argument("--embed-init", choices=["xavier", "normal"], default="xavier",
                        help="how the character embedding starts: xavier, as the tutorial's other weights, or "
                             "normal, N(0, 1) as PyTorch's nn.Embedding (a stronger input to the first layer)")
@@ -140,7 +143,7 @@ def parse_args(argv=None):
 # run record, stand where these are not given again, so that a bare --resume trains on as the run did.
 KEPT_ON_RESUME = ("data", "seq_len", "buckets", "split_long_lines", "stream", "stateful", "val_frac", "batch_size",
                   "shuffle", "seed", "num_embed", "num_lstm_layer", "num_hidden", "dropout", "weight_drop",
-                  "rnn_backend", "bf16", "num_epoch", "clip_global_norm", "lr_anneal")
+                  "embed_dropout", "rnn_backend", "bf16", "num_epoch", "clip_global_norm", "lr_anneal")
 # The optimizer state holds the planned schedules; --lr-anneal is a callback, kept unless another is given.
 SCHEDULE_OPTIONS = ("lr_anneal", "lr_step_epochs", "lr_cosine")
 LOCAL_ONLY = ("clip_global_norm", "lr_anneal")  # refused with --kv-store dist_* (see refusal)
@@ -250,12 +253,12 @@ def train(args, contexts):
     def sym_gen(seq_len):
         symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
                         num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
-                        weight_drop=args.weight_drop)
+                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout)
         return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
     with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
         saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label,
                                         args.num_hidden, args.num_embed, num_label, args.dropout,
-                                        weight_drop=args.weight_drop)
+                                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout)
 
     with checkpoint.RunLock(args.prefix) if writes else contextlib.nullcontext():
         # the starting point: fresh weights, or where the checkpoints under --prefix left off
@@ -465,9 +468,9 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
                                    data_train.states if args.stateful else None) if writes else None
     stop = callbacks.StopOnSignal(args.prefix, saver, resumed, args.batch_size)
     carry = [callbacks.carry_states(data_train)] if args.stateful else []
-    # only dropout and the weight drop draw random numbers in a batch
+    # only the dropouts draw random numbers in a batch
     reseed = ([callbacks.seed_next_batch(args.seed, data_train.num_batches, resumed)]
-              if args.dropout or args.weight_drop else [])
+              if args.dropout or args.weight_drop or args.embed_dropout else [])
     batch_end = [callbacks.ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, resumed),
                  callbacks.stop_on_divergence(metric, resumed)] + reseed + carry + [stop]
     epoch_end = [callbacks.log_training_metrics(metric)] + ([clip.log_epoch] if clip else [])

@@ -36,10 +36,11 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def step(params, ids, states):
+def step(params, ids, states, input_scale=1.0):
     """One step for a batch of ids; `states` is a list of (c, h) per layer, updated in place.
-    Returns the softmax probabilities (batch, num_label)."""
-    x = params["embed_weight"][np.asarray(ids, dtype=int)].astype(np.float64)
+    `input_scale` multiplies the embedded ids (a dropout mask). Returns the softmax probabilities
+    (batch, num_label)."""
+    x = params["embed_weight"][np.asarray(ids, dtype=int)].astype(np.float64) * input_scale
     for layer, (c, h) in enumerate(states):
         c, h = lstm_cell(x, c, h, params["l%d_i2h_weight" % layer], params["l%d_i2h_bias" % layer],
                          params["l%d_h2h_weight" % layer], params["l%d_h2h_bias" % layer])
@@ -52,8 +53,10 @@ def zero_states(num_layers, batch, num_hidden):
     return [(np.zeros((batch, num_hidden)), np.zeros((batch, num_hidden))) for _ in range(num_layers)]
 
 
-def unrolled_probs(params, data, num_layers, num_hidden):
-    """Probabilities for a (batch, seq_len) id array, time-major: (seq_len * batch, num_label)."""
+def unrolled_probs(params, data, num_layers, num_hidden, input_scales=None):
+    """Probabilities for a (batch, seq_len) id array, time-major: (seq_len * batch, num_label).
+    `input_scales`, (batch, seq_len, num_embed), multiply the embedded ids."""
     batch, seq_len = data.shape
     states = zero_states(num_layers, batch, num_hidden)
-    return np.concatenate([step(params, data[:, t], states) for t in range(seq_len)], axis=0)
+    return np.concatenate([step(params, data[:, t], states, 1.0 if input_scales is None else input_scales[:, t])
+                           for t in range(seq_len)], axis=0)

@@ -323,3 +323,37 @@ def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropo
         masked["l%d_h2h_weight" % i] = params["l%d_h2h_weight" % i] * kept / (1 - p)
     np.testing.assert_allclose(probs, reference.unrolled_probs(masked, data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)
     assert np.abs(probs - whole).max() > 1e-3
+
+
+@pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("unrolled", 1e-9), ("fused", 0.), ("fused", 1e-9)])
+def test_embed_dropout_masks_the_first_layers_input(backend, dropout):
+    """--embed-dropout in training: the embedding's output, read back from the graph, is each
+    character's vector with entries zeroed or scaled by 1 / (1 - p), and the probabilities are the
+    numpy LSTM's fed those vectors; outside training nothing is dropped. dropout 1e-9 (masks that
+    keep all) builds the between-layer Dropouts, and on the fused graph one RNN a layer."""
+    p = 0.5
+    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=40)
+    rng = np.random.RandomState(41)
+    data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
+    fed = dict(params)
+    if backend == "fused":
+        fed = dict({k: v for k, v in params.items() if not is_lstm_param(k)},
+                   **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
+    unroll = fused_lstm_unroll if backend == "fused" else lstm_unroll
+    symbol = unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout, embed_dropout=p)
+    symbol = mx.sym.Group([symbol, symbol.get_internals()["embed_dropout_output"]])
+    # gradients asked for: an executor that computes none runs Dropout as in inference
+    executor = bind(symbol, fed, dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ),
+                                      softmax_label=(BATCH, SEQ)), train_params=True)
+    executor.arg_dict["data"][:] = data
+    whole = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
+    np.testing.assert_allclose(executor.forward(is_train=False)[0].asnumpy(), whole, rtol=1e-4, atol=1e-6)
+
+    probs, dropped = (out.asnumpy() for out in executor.forward(is_train=True))
+    scales = dropped / params["embed_weight"][data]  # (batch, seq, embed); the random weights have no zeros
+    kept = scales != 0
+    assert 0.2 < kept.mean() < 0.8
+    np.testing.assert_allclose(scales[kept], 1 / (1 - p), rtol=1e-5)
+    np.testing.assert_allclose(probs, reference.unrolled_probs(params, data, LAYERS, HIDDEN, scales),
+                               rtol=1e-4, atol=1e-6)
+    assert np.abs(probs - whole).max() > 1e-3

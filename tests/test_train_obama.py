@@ -99,6 +99,7 @@ def test_defaults_are_the_tutorials():
     # the resumed epoch draws the dropout masks the uninterrupted run draws there, not the first epoch's again
     ("adam", [], [0.01, 0.01], False, "0.5"),
     ("adam", ["--rnn-backend", "fused"], [0.01, 0.01], False, "0.5"),
+    ("adam", ["--embed-dropout", "0.5"], [0.01, 0.01], False, "0"),  # the only dropout
 ])
 def test_resume_gives_the_same_parameters_as_one_run(small_corpus, tmp_path, optimizer, schedule, rates, bare, dropout):
     common = ["--data", small_corpus, "--dropout", dropout, "--optimizer", optimizer, "--learning-rate", "0.01"] + schedule
@@ -521,6 +522,7 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--dropout", "1"], r"--dropout: must be in \[0, 1\)"),
     (["--weight-drop", "1"], r"--weight-drop: must be in \[0, 1\)"),
     (["--weight-drop", "nan"], "--weight-drop: must be a finite number"),
+    (["--embed-dropout", "-0.1"], r"--embed-dropout: must be in \[0, 1\)"),
     (["--num-epoch", "two"], "--num-epoch: expected a whole number"),
     (["--lr-anneal", "0.5", "--kv-store", "dist_sync"], "--lr-anneal does not reach the parameter servers"),
     (["--clip-global-norm", "5", "--kv-store", "dist_sync"], "--clip-global-norm needs every gradient in one place"),
@@ -693,15 +695,19 @@ def test_weight_drop_leaves_the_dropped_recurrent_weights_of_a_batch_untouched(s
 def test_resume_keeps_the_runs_regularisation_unless_given_again(small_corpus, tmp_path, caplog):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix]
-    assert train(*common, "--dropout", "0", "--weight-drop", "0.3", "--clip-global-norm", "7") == 0
+    assert train(*common, "--dropout", "0", "--weight-drop", "0.3", "--embed-dropout", "0.2",
+                 "--clip-global-norm", "7") == 0
     with caplog.at_level("INFO"):
         assert train(*common, "--resume", "--num-epoch", "2") == 0
     kept = next(line for line in caplog.text.splitlines() if "kept on --resume" in line)
     assert "--dropout 0.0" in kept and "--weight-drop 0.3" in kept and "--clip-global-norm 7.0" in kept
+    assert "--embed-dropout 0.2" in kept
     assert "clipped at 7 in" in caplog.text
-    assert train(*common, "--resume", "--num-epoch", "3", "--weight-drop", "0", "--dropout", "0.1") == 0
+    assert train(*common, "--resume", "--num-epoch", "3", "--weight-drop", "0", "--dropout", "0.1",
+                 "--embed-dropout", "0") == 0
     options = checkpoint.load_run(prefix)["options"]
-    assert (options["dropout"], options["weight_drop"], options["clip_global_norm"]) == (0.1, 0.0, 7.0)
+    assert (options["dropout"], options["weight_drop"], options["embed_dropout"], options["clip_global_norm"]) == (
+        0.1, 0.0, 0.0, 7.0)
 
 
 def test_resume_keeps_the_runs_data_model_and_backend_and_names_them_in_a_refusal(small_corpus, tmp_path, capsys,
