@@ -19,6 +19,17 @@ def is_lstm_param(name):
     return re.fullmatch(r"l\d+_(i2h|h2h)_(weight|bias)", name) is not None
 
 
+def as_fused_params(params):
+    """The tutorial's parameters as the fused graph takes them: the LSTM's in one vector."""
+    return dict({k: v for k, v in params.items() if not is_lstm_param(k)},
+                **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
+
+
+def graph_for(backend):
+    """The training graph builder and a parameter converter for a --rnn-backend."""
+    return (fused_lstm_unroll, as_fused_params) if backend == "fused" else (lstm_unroll, dict)
+
+
 def bind(symbol, params, shapes, train_params=False):
     grad_req = {name: "write" if train_params and name in params else "null" for name in symbol.list_arguments()}
     executor = symbol.simple_bind(mx.cpu(), grad_req=grad_req, **shapes)
@@ -156,8 +167,7 @@ def test_fused_training_graph_matches_the_unrolled_one():
     label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
     unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), params,
                     dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
-    fused_params = {k: v for k, v in params.items() if not is_lstm_param(k)}
-    fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
+    fused_params = as_fused_params(params)
     fused = bind(fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), fused_params,
                  dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
                       lstm_init_c=(BATCH, LAYERS, HIDDEN)), train_params=True)
@@ -181,8 +191,7 @@ def fused_training_executor(params, dropout, outputs=None):
     symbol = fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout)
     if outputs:
         symbol = mx.sym.Group([symbol.get_internals()[name] for name in outputs])
-    fused_params = {k: v for k, v in params.items() if not is_lstm_param(k)}
-    fused_params[FUSED_PARAMS] = fuse_lstm_params(params, LAYERS, HIDDEN)
+    fused_params = as_fused_params(params)
     shapes = dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
                   lstm_init_c=(BATCH, LAYERS, HIDDEN))
     arguments = symbol.list_arguments()
@@ -258,11 +267,8 @@ def test_bfloat16_graph_keeps_names_and_maths_to_bfloat16_precision():
 def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend):
     """Stateful training's graph: the final states of the first piece, fed as the initial states of
     the second, give the probabilities of the whole text in one piece (and of the numpy LSTM)."""
-    params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20)
-    if backend == "fused":
-        params = dict({k: v for k, v in params.items() if not is_lstm_param(k)},
-                      **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
-    unroll = fused_lstm_unroll if backend == "fused" else lstm_unroll
+    unroll, convert = graph_for(backend)
+    params = convert(reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20))
     data = np.random.RandomState(21).randint(1, VOCAB, size=(BATCH, 2 * SEQ))
 
     def run(seq_len, pieces):
@@ -286,6 +292,18 @@ def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend)
         LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20), data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)
 
 
+def bind_training_graph(backend, params, extra_output=None, **graph_options):
+    """The backend's training graph over (BATCH, SEQ), fed `params` (the tutorial's names), with
+    gradients asked for: an executor that computes none runs Dropout as in inference. `extra_output`
+    names an inner output to read back after the softmax."""
+    unroll, convert = graph_for(backend)
+    symbol = unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, **graph_options)
+    if extra_output:
+        symbol = mx.sym.Group([symbol, symbol.get_internals()[extra_output]])
+    return bind(symbol, convert(params), dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ),
+                                              softmax_label=(BATCH, SEQ)), train_params=True)
+
+
 @pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("fused", 0.), ("fused", 1e-9)])
 def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropout):
     """--weight-drop in training: the probabilities are the numpy LSTM's with each h2h weight masked
@@ -296,14 +314,7 @@ def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropo
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=30)
     rng = np.random.RandomState(31)
     data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
-    fed = dict(params)
-    if backend == "fused":
-        fed = dict({k: v for k, v in params.items() if not is_lstm_param(k)},
-                   **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
-    unroll = fused_lstm_unroll if backend == "fused" else lstm_unroll
-    executor = bind(unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout, weight_drop=p), fed,
-                    dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)),
-                    train_params=True)
+    executor = bind_training_graph(backend, params, dropout=dropout, weight_drop=p)
     executor.arg_dict["data"][:] = data
     executor.arg_dict["softmax_label"][:] = rng.randint(0, VOCAB, size=(BATCH, SEQ))
     whole = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
@@ -335,16 +346,7 @@ def test_embed_dropout_masks_the_first_layers_input(backend, dropout):
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=40)
     rng = np.random.RandomState(41)
     data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
-    fed = dict(params)
-    if backend == "fused":
-        fed = dict({k: v for k, v in params.items() if not is_lstm_param(k)},
-                   **{FUSED_PARAMS: fuse_lstm_params(params, LAYERS, HIDDEN)})
-    unroll = fused_lstm_unroll if backend == "fused" else lstm_unroll
-    symbol = unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout, embed_dropout=p)
-    symbol = mx.sym.Group([symbol, symbol.get_internals()["embed_dropout_output"]])
-    # gradients asked for: an executor that computes none runs Dropout as in inference
-    executor = bind(symbol, fed, dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ),
-                                      softmax_label=(BATCH, SEQ)), train_params=True)
+    executor = bind_training_graph(backend, params, "embed_dropout_output", dropout=dropout, embed_dropout=p)
     executor.arg_dict["data"][:] = data
     whole = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
     np.testing.assert_allclose(executor.forward(is_train=False)[0].asnumpy(), whole, rtol=1e-4, atol=1e-6)
