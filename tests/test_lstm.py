@@ -187,15 +187,17 @@ def test_fused_training_graph_matches_the_unrolled_one():
                                    rtol=1e-4, atol=1e-5)
 
 
-def fused_training_executor(params, dropout, outputs=None):
-    symbol = fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=dropout)
+def bind_training_graph(backend, params, outputs=None, **graph_options):
+    """The backend's training graph over (BATCH, SEQ), fed `params` (the tutorial's names), with
+    gradients asked for: an executor that computes none runs Dropout as in inference. `outputs`
+    names inner outputs to read back instead of the softmax."""
+    unroll, convert = graph_for(backend)
+    symbol = unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, **graph_options)
     if outputs:
         symbol = mx.sym.Group([symbol.get_internals()[name] for name in outputs])
-    fused_params = as_fused_params(params)
-    shapes = dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
-                  lstm_init_c=(BATCH, LAYERS, HIDDEN))
     arguments = symbol.list_arguments()
-    return bind(symbol, {k: v for k, v in fused_params.items() if k in arguments},
+    shapes = dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
+    return bind(symbol, {k: v for k, v in convert(params).items() if k in arguments},
                 {k: v for k, v in shapes.items() if k in arguments}, train_params=True)
 
 
@@ -208,7 +210,7 @@ def test_fused_graph_with_dropout_is_the_unrolled_one():
     label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
     unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=1e-9), params,
                     dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
-    fused = fused_training_executor(params, dropout=1e-9)
+    fused = bind_training_graph("fused", params, dropout=1e-9)
     assert fused.arg_dict[FUSED_PARAMS].shape == (fuse_lstm_params(params, LAYERS, HIDDEN).size,)
     for executor in (unrolled, fused):
         executor.arg_dict["data"][:] = data
@@ -228,7 +230,7 @@ def test_fused_dropout_reaches_the_layers_below_the_top():
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=14)
     data = np.random.RandomState(15).randint(0, VOCAB, size=(BATCH, SEQ))
     names = ["lstm_l0_output", "lstm_l%d_output" % (LAYERS - 1)]
-    executor = fused_training_executor(params, dropout=0.5, outputs=names)
+    executor = bind_training_graph("fused", params, names, dropout=0.5)
     executor.arg_dict["data"][:] = data
     first, top = [out.asnumpy().copy() for out in executor.forward(is_train=False)]
     first_train, top_train = [out.asnumpy() for out in executor.forward(is_train=True)]
@@ -292,18 +294,6 @@ def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend)
         LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20), data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)
 
 
-def bind_training_graph(backend, params, extra_output=None, **graph_options):
-    """The backend's training graph over (BATCH, SEQ), fed `params` (the tutorial's names), with
-    gradients asked for: an executor that computes none runs Dropout as in inference. `extra_output`
-    names an inner output to read back after the softmax."""
-    unroll, convert = graph_for(backend)
-    symbol = unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, **graph_options)
-    if extra_output:
-        symbol = mx.sym.Group([symbol, symbol.get_internals()[extra_output]])
-    return bind(symbol, convert(params), dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ),
-                                              softmax_label=(BATCH, SEQ)), train_params=True)
-
-
 @pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("fused", 0.), ("fused", 1e-9)])
 def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropout):
     """--weight-drop in training: the probabilities are the numpy LSTM's with each h2h weight masked
@@ -346,7 +336,8 @@ def test_embed_dropout_masks_the_first_layers_input(backend, dropout):
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=40)
     rng = np.random.RandomState(41)
     data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
-    executor = bind_training_graph(backend, params, "embed_dropout_output", dropout=dropout, embed_dropout=p)
+    executor = bind_training_graph(backend, params, ["softmax_output", "embed_dropout_output"],
+                                   dropout=dropout, embed_dropout=p)
     executor.arg_dict["data"][:] = data
     whole = reference.unrolled_probs(params, data, LAYERS, HIDDEN)
     np.testing.assert_allclose(executor.forward(is_train=False)[0].asnumpy(), whole, rtol=1e-4, atol=1e-6)
