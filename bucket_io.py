@@ -177,16 +177,22 @@ _default_text2id, _default_read_content = text2id, read_content
 class BucketSentenceIter(mx.io.DataIter):
     """Batches of sentences grouped by length into buckets, as FeedForward's bucketing expects.
 
-    Each sentence goes to the smallest bucket that holds it, right-padded with 0; the label is
-    the data shifted left by one with 0 at the end. The zero initial LSTM states are fed as data.
+    Each sentence goes to the smallest bucket that holds it; the label is the data shifted left by
+    one with 0 at the end. A batch's `bucket_key` is its bucket, and the graph of that length reads
+    the first `bucket_key` steps of it: every batch comes as wide as the largest bucket, padded with
+    0, because MXNet 1.9.1's FeedForward shares the largest bucket's input arrays with the others
+    and cannot reshape them to a smaller size. The zero initial LSTM states are fed as data.
+
     Batch order is shuffled each epoch from `seed` and the epoch number alone, so that a resumed
-    run sees the same order (`shuffle=False` keeps the sentences' order). `sentences` (a list of
-    strings) replaces reading `path`; `max_batches` caps the batches of an epoch.
+    run sees the same order (`shuffle=False` keeps the sentences' order). `pad_last` adds, for each
+    bucket, a last batch filled up with rows of padding, so that every sentence is in a batch (the
+    metric ignores the padding label): evaluation scores all of the held-out text. `sentences` (a
+    list of strings) replaces reading `path`; `max_batches` caps the batches of an epoch.
     """
 
     def __init__(self, path, vocab, buckets, batch_size, init_states, data_name="data",
                  label_name="softmax_label", seperate_char="\n", text2id=None, read_content=None,
-                 seed=0, split_long_lines=False, sentences=None, shuffle=True, max_batches=None):
+                 seed=0, split_long_lines=False, sentences=None, shuffle=True, max_batches=None, pad_last=False):
         super().__init__(batch_size)
         text2id = text2id or _default_text2id
         read_content = read_content or _default_read_content
@@ -206,15 +212,16 @@ class BucketSentenceIter(mx.io.DataIter):
             index = next(i for i, size in enumerate(self.buckets) if size >= len(ids))
             per_bucket[index].append(ids)
         self.data = []
-        for size, rows in zip(self.buckets, per_bucket):
-            array = np.zeros((len(rows), size), dtype=np.float32)
+        for rows in per_bucket:
+            padded = -(-len(rows) // batch_size) * batch_size if pad_last else len(rows)
+            array = np.zeros((padded, self.default_bucket_key), dtype=np.float32)
             for j, ids in enumerate(rows):
                 array[j, :len(ids)] = ids
             self.data.append(array)
 
         logging.info("Summary of dataset ==================")
-        for size, array in zip(self.buckets, self.data):
-            logging.info("bucket of len %3d : %d samples", size, len(array))
+        for size, rows in zip(self.buckets, per_bucket):
+            logging.info("bucket of len %3d : %d samples", size, len(rows))
         self.seed, self.shuffle, self.max_batches = seed, shuffle, max_batches
         self.orders_drawn = 0  # the constructor's reset draws order 0; FeedForward's first reset, 1
         self.skip_batches = 0
@@ -262,12 +269,9 @@ class BucketSentenceIter(mx.io.DataIter):
         data = self.data[i][rows]
         label = np.zeros_like(data)
         label[:, :-1] = data[:, 1:]
-        size = self.buckets[i]
-        return mx.io.DataBatch(
-            data=[mx.nd.array(data)] + self.init_state_arrays, label=[mx.nd.array(label)],
-            bucket_key=size,
-            provide_data=[(self.data_name, data.shape)] + list(self.init_states),
-            provide_label=[(self.label_name, label.shape)])
+        return mx.io.DataBatch(data=[mx.nd.array(data)] + self.init_state_arrays, label=[mx.nd.array(label)],
+                               bucket_key=self.buckets[i], provide_data=self.provide_data,
+                               provide_label=self.provide_label)
 
 
 def wrap_length(content):

@@ -37,10 +37,11 @@ class CharPerplexity(mx.metric.Perplexity):
         self.diverged = False
 
     def update(self, labels, preds):
-        # labels come (batch, seq_len); the graph predicts time-major, (seq_len * batch, num_label).
+        # labels come (batch, width); the graph predicts time-major, (steps * batch, num_label), for
+        # the first `steps` of them (a shorter bucket's batch comes padded to the longest bucket's width).
         # A stateful graph outputs its final states after the predictions: they are not scored.
         preds = preds[:len(labels)]
-        super().update([label.T for label in labels], preds)
+        super().update([label[:, :pred.shape[0] // label.shape[0]].T for label, pred in zip(labels, preds)], preds)
         self.diverged |= not all(math.isfinite(pred.sum().asscalar()) for pred in preds)
 
     @staticmethod

@@ -63,6 +63,21 @@ def _drop_embedding(embed, embed_dropout):
     return mx.sym.Dropout(data=embed, p=embed_dropout, name="embed_dropout") if embed_dropout > 0. else embed
 
 
+def _first_steps(name, seq_len, batch_width):
+    """The input `name` (batch, steps), of which a graph of `seq_len` steps reads the first
+    seq_len when its batches come `batch_width` wide (a shorter bucket's, see BucketSentenceIter)."""
+    variable = mx.sym.Variable(name)
+    if batch_width is None or batch_width == seq_len:
+        return variable
+    return mx.sym.slice_axis(variable, axis=1, begin=0, end=seq_len)
+
+
+def _softmax_over(pred, seq_len, batch_width):
+    """The training graph's SoftmaxOutput: the label, (batch, steps), made time-major as the predictions."""
+    label = mx.sym.transpose(data=_first_steps("softmax_label", seq_len, batch_width))
+    return mx.sym.SoftmaxOutput(data=pred, label=mx.sym.Reshape(data=label, shape=(-1,)), name="softmax")
+
+
 def _classify(hidden, num_label):
     return mx.sym.FullyConnected(data=hidden, num_hidden=num_label, weight=mx.sym.Variable("cls_weight"),
                                  bias=mx.sym.Variable("cls_bias"), name="pred")
@@ -92,7 +107,7 @@ def _drop_weight(weight, weight_drop, name):
 
 
 def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                state_outputs=False, weight_drop=0., embed_dropout=0.):
+                state_outputs=False, weight_drop=0., embed_dropout=0., batch_width=None):
     """The training graph over `seq_len` steps: data and softmax_label are (batch, seq_len).
 
     The same cells as the tutorial's, built layer by layer rather than step by step, so that each
@@ -108,7 +123,7 @@ def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_
         params = [p._replace(h2h_weight=_drop_weight(
             mx.sym.Variable("l%d_h2h_weight" % i, shape=(4 * num_hidden, num_hidden), dtype="float32"),
             weight_drop, "l%d_h2h_weight_drop" % i)) for i, p in enumerate(params)]
-    embed = _drop_embedding(_embed(mx.sym.Variable("data"), input_size, num_embed), embed_dropout)
+    embed = _drop_embedding(_embed(_first_steps("data", seq_len, batch_width), input_size, num_embed), embed_dropout)
     layer_input = mx.sym.transpose(embed, axes=(1, 0, 2))  # (seq_len, batch, num_embed)
     for i, (param, state) in enumerate(zip(params, states)):
         if dropout > 0. and i > 0:
@@ -125,9 +140,7 @@ def lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_
     if dropout > 0.:
         layer_input = mx.sym.Dropout(data=layer_input, p=dropout)
     pred = _classify(mx.sym.reshape(layer_input, shape=(-1, num_hidden)), num_label)
-
-    label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
-    softmax = mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+    softmax = _softmax_over(pred, seq_len, batch_width)
     if not state_outputs:
         return softmax
     return _with_final_states(softmax, [s.c for s in states], [s.h for s in states])
@@ -286,7 +299,7 @@ def _rnn_outputs(rnn, state_outputs, final_h, final_c):
 
 
 def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                      state_outputs=False, weight_drop=0., embed_dropout=0.):
+                      state_outputs=False, weight_drop=0., embed_dropout=0., batch_width=None):
     """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
     the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`, see
     fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
@@ -296,9 +309,9 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     Without dropout all layers are one RNN operator. With dropout each layer is its own RNN with
     a Dropout between them, because MXNet 1.9.1's oneDNN RNN ignores the operator's own `p`.
     `state_outputs` adds the final states (lstm_c, then lstm_h, batch-major as the inputs).
-    `weight_drop` and `embed_dropout` drop as in lstm_unroll.
+    `weight_drop`, `embed_dropout` and `batch_width` are as in lstm_unroll.
     """
-    embed = _drop_embedding(_embed(mx.sym.Variable("data"), input_size, num_embed), embed_dropout)
+    embed = _drop_embedding(_embed(_first_steps("data", seq_len, batch_width), input_size, num_embed), embed_dropout)
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
     # shape and type stated: Dropout (weight_drop) infers neither backwards from the RNN operator
     params = mx.sym.Variable(FUSED_PARAMS, shape=(sum(weights) + biases * num_lstm_layer,), dtype="float32")
@@ -326,9 +339,7 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
     if dropout > 0.:
         hidden = mx.sym.Dropout(data=hidden, p=dropout)
-    pred = _classify(hidden, num_label)
-    label = mx.sym.Reshape(data=mx.sym.transpose(data=mx.sym.Variable("softmax_label")), shape=(-1,))
-    softmax = mx.sym.SoftmaxOutput(data=pred, label=label, name="softmax")
+    softmax = _softmax_over(_classify(hidden, num_label), seq_len, batch_width)
     if not state_outputs:
         return softmax
     batch_major = [mx.sym.transpose(mx.sym.concat(*final, dim=0), axes=(1, 0, 2)) for final in (final_c, final_h)]

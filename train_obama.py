@@ -253,7 +253,8 @@ def train(args, contexts):
     def sym_gen(seq_len):
         symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
                         num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
-                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout)
+                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout,
+                        batch_width=data_train.default_bucket_key)  # every batch comes the longest bucket's width
         return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
     with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
         saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label,
@@ -318,11 +319,9 @@ def load_data(args, corpus, vocab, kv):
         raise bucket_io.CorpusError("%s has fewer sentences than one batch (%d) in any bucket" % (corpus, args.batch_size))
     if not val_sentences:
         return data_train, None
-    data_val = bucket_io.BucketSentenceIter(corpus, vocab, buckets, args.batch_size, states, sentences=val_sentences)
-    if data_val.num_batches == 0:
-        logging.warning("The %d held-out sentences make no full batch: no validation", len(val_sentences))
-        return data_train, None
-    return data_train, data_val
+    # every held-out sentence, in the same batches at every evaluation: the same text is scored each time
+    return data_train, bucket_io.BucketSentenceIter(corpus, vocab, buckets, args.batch_size, states,
+                                                    sentences=val_sentences, shuffle=False, pad_last=True)
 
 
 def load_streams(args, corpus, vocab, kv):

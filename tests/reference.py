@@ -60,3 +60,14 @@ def unrolled_probs(params, data, num_layers, num_hidden, input_scales=None):
     states = zero_states(num_layers, batch, num_hidden)
     return np.concatenate([step(params, data[:, t], states, 1.0 if input_scales is None else input_scales[:, t])
                            for t in range(seq_len)], axis=0)
+
+
+def held_out_perplexity(params, sentences, num_layers, num_hidden):
+    """The perplexity over id sequences, each read from zero states, of every character but each
+    sequence's first (the per-line protocol: nothing predicts a line's first character)."""
+    nll, count = 0.0, 0
+    for ids in sentences:
+        probs = unrolled_probs(params, np.asarray([ids]), num_layers, num_hidden)
+        nll -= np.log(probs[np.arange(len(ids) - 1), ids[1:]]).sum()
+        count += len(ids) - 1
+    return float(np.exp(nll / count))

@@ -39,21 +39,36 @@ def test_buckets_padding_labels_and_states(text_file, caplog):
     assert it.provide_data == [("data", (2, 8))] + STATES
     assert it.provide_label == [("softmax_label", (2, 8))]
 
-    # ab, ba, cab, d go to bucket 3 (two batches); abcde, eeeeeeee to bucket 8 (one batch)
+    # ab, ba, cab, d go to bucket 3 (two batches); abcde, eeeeeeee to bucket 8 (one batch); every
+    # batch comes 8 wide (FeedForward shares the widest bucket's arrays), padded with 0 past its bucket
     rows = {3: set(), 8: set()}
     batches = all_batches(it)
     assert sorted(b.bucket_key for b in batches) == [3, 3, 8]
     for batch in batches:
         data, label = batch.data[0].asnumpy(), batch.label[0].asnumpy()
-        assert data.shape == label.shape == (2, batch.bucket_key)
-        assert batch.provide_data[0] == ("data", (2, batch.bucket_key))
+        assert data.shape == label.shape == (2, 8)
+        assert batch.provide_data[0] == ("data", (2, 8))
         np.testing.assert_array_equal(label[:, :-1], data[:, 1:])
         np.testing.assert_array_equal(label[:, -1], 0)
+        np.testing.assert_array_equal(data[:, batch.bucket_key:], 0)
         for state in batch.data[1:]:
             assert state.shape == (2, 3) and not state.asnumpy().any()
-        rows[batch.bucket_key] |= {tuple(int(v) for v in row) for row in data}
+        rows[batch.bucket_key] |= {tuple(int(v) for v in row[:batch.bucket_key]) for row in data}
     assert rows[3] == {(1, 2, 0), (2, 1, 0), (4, 1, 2), (5, 0, 0)}
     assert rows[8] == {(1, 2, 4, 5, 6, 0, 0, 0), (6,) * 8}
+
+
+def test_pad_last_puts_every_sentence_in_a_batch_in_corpus_order(text_file):
+    vocab = bucket_io.build_vocab(text_file)
+    # batches of 3: bucket 3 holds ab, ba, cab, then d and two rows of padding; bucket 8 abcde, eeeeeeee, padding
+    it = BucketSentenceIter(text_file, vocab, [8, 3], 3, [("s", (3, 1))], shuffle=False, pad_last=True)
+    batches = [(b.bucket_key, [tuple(int(v) for v in row[:b.bucket_key]) for row in b.data[0].asnumpy()])
+               for b in all_batches(it)]
+    assert batches == [(3, [(1, 2, 0), (2, 1, 0), (4, 1, 2)]), (3, [(5, 0, 0), (0, 0, 0), (0, 0, 0)]),
+                       (8, [(1, 2, 4, 5, 6, 0, 0, 0), (6,) * 8, (0,) * 8])]
+    it.reset()
+    assert [(b.bucket_key, [tuple(int(v) for v in row[:b.bucket_key]) for row in b.data[0].asnumpy()])
+            for b in all_batches(it)] == batches
 
 
 def test_incomplete_batches_are_dropped(text_file):

@@ -15,6 +15,7 @@ import pytest
 import callbacks
 import checkpoint
 import train_obama
+from reference import held_out_perplexity
 from conftest import (TINY, TINY_BATCHES, assert_one_line_error, assert_same, error_lines, needs_bf16, params,
                       run_command, start_command)
 
@@ -741,3 +742,35 @@ def test_resume_keeps_the_runs_anneal_unless_another_schedule_or_a_parameter_ser
         args = train_obama.parse_args(["--prefix", prefix, "--resume", "--kv-store", "dist_sync"])
     assert (args.lr_anneal, args.clip_global_norm) == (None, None)
     assert "--lr-anneal 0.5 is not kept" in caplog.text and "--clip-global-norm 7.0 is not kept" in caplog.text
+
+
+@pytest.fixture
+def three_bucket_corpus(small_corpus, tmp_path):
+    """small_corpus's 300 lines cut to 12, 40 and 129 characters in turn: lines that fill three buckets."""
+    with open(small_corpus, encoding="utf-8") as f:
+        lines = f.read().split("\n")[:300]
+    path = tmp_path / "three.txt"
+    path.write_text("\n".join(line[:(12, 40, 129)[i % 3]] for i, line in enumerate(lines)) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("backend", ["unrolled", "fused"])
+def test_several_buckets_train_resume_and_score_every_held_out_line(three_bucket_corpus, tmp_path, backend):
+    common = ["--data", three_bucket_corpus, "--buckets", "16,48,129", "--rnn-backend", backend, "--dropout", "0.3",
+              "--optimizer", "adam", "--num-epoch", "2"]
+    whole, stopped, _ = whole_and_stopped(common, tmp_path)
+    resumed = run_script("--prefix", stopped, "--resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    for samples in (95, 5):  # training, then held out: the last 15 lines, 5 of each length
+        assert all("bucket of len %3d : %d samples" % (size, samples) in out for size in (16, 48, 129)), out
+    assert_same(params(whole, 2), params(stopped, 2))
+    # the held-out loss is every held-out line's, scored as an independent numpy LSTM scores it
+    vocab = checkpoint.load_vocab(whole)
+    with open(three_bucket_corpus, encoding="utf-8") as f:
+        held_out = [[vocab[c] for c in line] for line in f.read().split("\n")[285:300]]
+    expected = held_out_perplexity(params(whole, 2), held_out, 1, 16)
+    for prefix in (whole, stopped):
+        rows = read_metrics(prefix)
+        assert float(rows[1]["val_perplexity"]) == pytest.approx(expected, rel=1e-4)
+        assert [r["val_perplexity"] for r in rows] == [r["val_perplexity"] for r in read_metrics(whole)]
