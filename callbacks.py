@@ -260,16 +260,20 @@ def carry_states(iterator):
 
 
 class Checkpointer:
-    """Writes the weights, in the tutorial's names, and the optimizer: after each epoch (the
-    tutorial's do_checkpoint) and, for a stopped run, in the middle of one (the partial checkpoint,
-    with the carried LSTM states of stateful training, `carried`)."""
+    """Writes the weights, in the tutorial's names, and the optimizer: an epoch's (see EpochEnd)
+    and, for a stopped run, those of the middle of one (the partial checkpoint, with the carried
+    LSTM states of stateful training, `carried`)."""
 
     def __init__(self, prefix, symbol, to_tutorial, optimizer, backend, carried=None):
         self.prefix, self.symbol, self.to_tutorial = prefix, symbol, to_tutorial
         self.optimizer, self.backend, self.carried = optimizer, backend, carried
 
-    def save_epoch(self, epoch, arg_params, aux_params):
+    def save_weights(self, epoch, arg_params, aux_params):
+        """`<prefix>-symbol.json` and `<prefix>-%04d.params`, as the tutorial's do_checkpoint writes them."""
         checkpoint.save_checkpoint(self.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
+        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.prefix, epoch))
+
+    def save_optimizer(self, epoch):
         self.optimizer.save(checkpoint.path("states", self.prefix, epoch, self.backend))
 
     def save_partial(self, epoch, arg_params, aux_params):
@@ -279,21 +283,58 @@ class Checkpointer:
         if self.carried is not None:
             checkpoint.save_carried(self.prefix, epoch, self.carried)
 
-    def do_checkpoint(self, epoch, _symbol, arg_params, aux_params):
-        """Epoch end: `<prefix>-%04d.params` and its optimizer state; the run record moves on."""
-        self.save_epoch(epoch + 1, arg_params, aux_params)
-        checkpoint.save_run(self.prefix, epoch=epoch + 1, batch=0)
+
+def as_epoch_end(callback):
+    """An eval-end callback, called at epoch end instead where there is no held-out data (its
+    `param.eval_metric` is then None)."""
+    def at_epoch_end(epoch, _symbol, _arg_params, _aux_params):
+        callback(mx.model.BatchEndParam(epoch=epoch, nbatch=0, eval_metric=None, locals=None))
+    return at_epoch_end
+
+
+class EpochEnd:
+    """Everything an epoch writes, in an order that makes it done only once all of it is written.
+
+    `save_weights` (epoch end, the tutorial's do_checkpoint) writes `<prefix>-%04d.params` and
+    notes the training metrics. `finish` (eval end, or epoch end where there is no held-out data)
+    writes the optimizer state, the best copy where the epoch is the best so far, the metrics row,
+    and last the run record's count of epochs done, with the best loss; then it prunes (`keep`).
+    A run stopped before that last write (kill -9, a full disk, a second Ctrl-C) resumes at the
+    epoch's start and does it again, so no epoch loses its optimizer state, its metrics row or its
+    chance to be the best.
+    """
+
+    def __init__(self, prefix, saver, row, best_loss=None, keep=None):
+        self.prefix, self.saver, self.row, self.keep = prefix, saver, row, keep
+        self.best = ValidationLoss(math.inf if best_loss is None else best_loss)
+
+    def save_weights(self, epoch, _symbol, arg_params, aux_params):
+        self.saver.save_weights(epoch + 1, arg_params, aux_params)
+        self.row.start(epoch)
+
+    def finish(self, param):
+        epoch = param.epoch + 1
+        self.saver.save_optimizer(epoch)
+        done = dict(epoch=epoch, batch=0)
+        if param.eval_metric is not None:
+            self.row.add_validation(param.eval_metric)
+            if self.best.improves(param):
+                best = checkpoint.path("best", self.prefix)
+                checkpoint.copy_file(checkpoint.params_path(self.prefix, epoch), best)
+                done.update(best_val_loss=self.best.best, best_epoch=epoch)
+                logging.info("Best validation loss so far: copied to %s", best)
+        checkpoint.save_metrics_row(self.prefix, self.row.values)
+        checkpoint.save_run(self.prefix, **done)  # the epoch is done
         checkpoint.clear_partial(self.prefix)
-        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.prefix, epoch + 1))
+        if self.keep:
+            keep_newest(self.prefix, self.keep)
 
 
 def keep_newest(prefix, keep):
-    """Epoch end: removes all but the newest `keep` epoch checkpoints."""
-    def prune(_epoch, _symbol, _arg_params, _aux_params):
-        for old in checkpoint.epochs(prefix)[:-keep]:
-            for stale in [checkpoint.params_path(prefix, old)] + checkpoint.epoch_states(prefix, old):
-                os.remove(stale)
-    return prune
+    """Removes all but the newest `keep` epoch checkpoints."""
+    for old in checkpoint.epochs(prefix)[:-keep]:
+        for stale in [checkpoint.params_path(prefix, old)] + checkpoint.epoch_states(prefix, old):
+            os.remove(stale)
 
 
 def log_training_metrics(metric):
@@ -324,20 +365,6 @@ class ValidationLoss:
         return False
 
 
-def copy_best(prefix):
-    """Eval end: copies the epoch's checkpoint to `<prefix>-best.params` when its validation loss
-    is the lowest so far."""
-    tracker = ValidationLoss((checkpoint.load_run(prefix) or {}).get("best_val_loss") or math.inf)
-
-    def copy(param):
-        if tracker.improves(param):
-            best = checkpoint.path("best", prefix)
-            checkpoint.copy_file(checkpoint.params_path(prefix, param.epoch + 1), best)
-            checkpoint.save_run(prefix, best_val_loss=tracker.best, best_epoch=param.epoch + 1)
-            logging.info("Best validation loss so far: copied to %s", best)
-    return copy
-
-
 def anneal(optimizer, factor, best_loss=math.inf):
     """Eval end: multiplies the learning rate by `factor` when the validation loss did not improve."""
     tracker = ValidationLoss(best_loss)
@@ -351,34 +378,27 @@ def anneal(optimizer, factor, best_loss=math.inf):
 
 
 class MetricsRow:
-    """Appends one row an epoch to `<prefix>-metrics.csv`: training metrics, then (eval end) the
-    validation metrics. `finish_at_epoch_end` where there is no held-out data."""
+    """One epoch's row of `<prefix>-metrics.csv` (checkpoint.METRICS_FIELDS): the training metrics at
+    epoch end (`start`), then the validation metrics (`add_validation`); EpochEnd writes it."""
 
-    FIELDS = ["epoch", "train_perplexity", "train_bits_per_char", "val_perplexity", "val_bits_per_char",
-              "learning_rate", "samples_per_sec", "seconds", "optimizer"]
-
-    def __init__(self, prefix, metric, optimizer, samples_per_epoch, resumed, batch_size):
-        self.prefix, self.metric, self.optimizer = prefix, metric, optimizer
+    def __init__(self, metric, optimizer, samples_per_epoch, resumed, batch_size):
+        self.metric, self.optimizer = metric, optimizer
         self.samples_per_epoch, self.resumed, self.batch_size = samples_per_epoch, resumed, batch_size
-        self.tic, self.row = time.time(), None
+        self.tic, self.values = time.time(), None
 
-    def start(self, epoch, _symbol, _arg_params, _aux_params):
+    def start(self, epoch):
         _, values = self.metric.get_global()
         seconds = time.time() - self.tic
         samples = self.samples_per_epoch - self.resumed.skipped(epoch) * self.batch_size
-        self.row = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
-                        val_perplexity="", val_bits_per_char="", learning_rate=self.optimizer.optimizer.learning_rate,
-                        optimizer=self.optimizer.describe(), samples_per_sec=samples / seconds, seconds=seconds)
-
-    def finish(self, param=None):
-        if param is not None:
-            _, values = param.eval_metric.get_global()
-            self.row.update(val_perplexity=values[0], val_bits_per_char=values[1])
-        checkpoint.append_metrics(self.prefix, self.row, self.FIELDS)
+        self.values = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
+                           val_perplexity="", val_bits_per_char="",
+                           learning_rate=self.optimizer.optimizer.learning_rate, optimizer=self.optimizer.describe(),
+                           samples_per_sec=samples / seconds, seconds=seconds)
         self.tic = time.time()
 
-    def finish_at_epoch_end(self, _epoch, _symbol, _arg_params, _aux_params):
-        self.finish()
+    def add_validation(self, eval_metric):
+        _, values = eval_metric.get_global()
+        self.values.update(val_perplexity=values[0], val_bits_per_char=values[1])
 
 
 def stop_on_divergence(metric, resumed):
@@ -392,16 +412,21 @@ def stop_on_divergence(metric, resumed):
 
 
 class StopOnSignal:
-    """Ctrl-C or SIGTERM: finishes the batch, writes the partial checkpoint (`checkpointer`; None
-    where another process writes) and stops. A second Ctrl-C stops at once. Use it as a context
-    manager around fit, which installs and then restores the signal handlers."""
+    """Ctrl-C, SIGTERM or SIGHUP (a closed terminal): finishes the batch, writes the partial
+    checkpoint (`checkpointer`; None where another process writes) and stops; during an
+    evaluation, it stops once the epoch is done (`after_epoch`). A second signal stops at once.
+    Use it as a context manager around fit, which installs and then restores the signal handlers;
+    a signal ignored when the run starts (SIGHUP under nohup) stays ignored."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, prefix, checkpointer, resumed, batch_size):
         self.prefix, self.checkpointer, self.resumed, self.batch_size = prefix, checkpointer, resumed, batch_size
         self.signum, self.previous = None, {}
 
     def __enter__(self):
-        self.previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.previous = {sig: signal.signal(sig, self.on_signal) for sig in self.SIGNALS
+                         if signal.getsignal(sig) != signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc):
@@ -412,7 +437,14 @@ class StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        logging.info("Signal %d: stopping after this batch and writing a checkpoint", signum)
+        logging.info("Signal %d: stopping after this batch (or this evaluation) and writing a checkpoint", signum)
+
+    def after_epoch(self, param):
+        """Eval end (or epoch end), after the epoch is written: stops where a signal came meanwhile."""
+        if self.signum is not None:
+            raise TrainingStopped("stopped by signal %d at the end of epoch %d, which is written whole: carry on "
+                                  "with the same command and --resume" % (self.signum, param.epoch + 1),
+                                  128 + self.signum)
 
     def __call__(self, param):
         if self.signum is None:

@@ -9,6 +9,7 @@ ever leaves a half file under the final name.
 import csv
 import fcntl
 import glob
+import io
 import json
 import logging
 import os
@@ -84,14 +85,14 @@ def params_path(prefix, epoch):
 
 def _write_text(text):
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
     return write
 
 
 def _reads_back_as(text):
     def verify(written):
-        with open(written, encoding="utf-8") as f:
+        with open(written, encoding="utf-8", newline="") as f:
             return f.read() == text
     return verify
 
@@ -382,17 +383,23 @@ def read_optimizer(source):
 
 def resume_point(prefix, backend):
     """Where a run under `prefix` carries on: (epoch, batch, arg_params, aux_params, optimizer-state
-    file or None, run record or None). The partial checkpoint of a stopped run when it is the
-    newest, else the newest epoch checkpoint."""
+    file or None, run record or None). The run record says how far the run got: an epoch counts once
+    the record does, after all of the epoch's files are written, and `batch` > 0 means the partial
+    checkpoint of a run stopped inside the next epoch. Without a record (the tutorial's bare
+    `.params`), the newest epoch. (0, 0, None, None, None, record): the run has nothing done yet."""
     record = load_run(prefix)
-    if record and record["batch"] > 0:
+    if record is None:
+        epoch, batch = latest_epoch(prefix), 0
+    else:
         epoch, batch = record["epoch"], record["batch"]
+    if batch > 0:
         arg_params, aux_params = load_params_file(path("partial", prefix, epoch))
         states = path("partial_states", prefix, epoch, backend)
-    else:
-        epoch, batch = latest_epoch(prefix), 0
+    elif epoch > 0:
         arg_params, aux_params = load_params(prefix, epoch)
         states = path("states", prefix, epoch, backend)
+    else:
+        return 0, 0, None, None, None, record
     return epoch, batch, arg_params, aux_params, states if os.path.exists(states) else None, record
 
 
@@ -421,32 +428,79 @@ def clear_partial(prefix):
         os.remove(stale)
 
 
-def append_metrics(prefix, row, fields):
-    """Adds one epoch's row to `<prefix>-metrics.csv` (a file begun by an older version keeps its columns)."""
-    target = path("metrics", prefix)
+# The columns of `<prefix>-metrics.csv`; a file begun by an older version may have fewer.
+METRICS_FIELDS = ["epoch", "train_perplexity", "train_bits_per_char", "val_perplexity", "val_bits_per_char",
+                  "learning_rate", "samples_per_sec", "seconds", "optimizer"]
+TEXT_METRICS = ("optimizer",)  # the other columns are numbers, or empty
+
+
+def _metrics_problem(header, rows):
+    """Why a metrics file's header and rows (lists of strings) are not ours, or None."""
+    if not header or header[0] != "epoch" or not set(header) <= set(METRICS_FIELDS):
+        return "its header is not this project's (%s)" % ",".join(header or [])[:80]
+    epoch = 0
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            return "line %d has %d fields, the header %d" % (line, len(row), len(header))
+        values = dict(zip(header, row))
+        try:
+            if int(values["epoch"]) <= epoch:
+                return "line %d: the epochs do not go up" % line
+            epoch = int(values["epoch"])
+            for name in set(header) - set(TEXT_METRICS) - {"epoch"}:
+                float(values[name] or 0)
+        except ValueError:
+            return "line %d holds something other than numbers" % line
+    return None
+
+
+def _read_metrics_file(source):
+    """The header and rows (lists of strings) of a metrics file, refused (CheckpointError) unless ours."""
     try:
-        header = not os.path.exists(target)
-        if not header:
-            with open(target, newline="") as f:
-                fields = next(csv.reader(f), None) or fields
-        with open(target, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if header:
-                writer.writeheader()
-            writer.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(source, "rb") as f:
+            text = f.read(MAX_METRICS_BYTES + 1).decode("utf-8")
+        lines = list(csv.reader(io.StringIO(text, newline="")))
     except OSError as err:
-        raise CheckpointError("cannot write %s: %s" % (target, err.strerror or err))
+        raise CheckpointError("cannot read %s: %s" % (source, err.strerror or err))
+    except (UnicodeDecodeError, csv.Error):
+        lines = None
+    problem = "it is not UTF-8 CSV text" if lines is None else (
+        "it is larger than %d MB" % (MAX_METRICS_BYTES >> 20) if len(text) > MAX_METRICS_BYTES else
+        _metrics_problem(lines[0] if lines else None, lines[1:]))
+    if problem:
+        raise CheckpointError("%s is not a metrics file of this project (%s): move it away, or give another "
+                              "--prefix" % (source, problem))
+    return lines[0], lines[1:]
+
+
+MAX_METRICS_BYTES = 16 << 20  # a row an epoch: far more than any run writes
+
+
+def check_metrics(prefix):
+    """Refuses (CheckpointError) a `<prefix>-metrics.csv` that is not ours, before a run writes anything."""
+    if os.path.lexists(path("metrics", prefix)):
+        _read_metrics_file(path("metrics", prefix))
+
+
+def save_metrics_row(prefix, row):
+    """Writes `<prefix>-metrics.csv` with one epoch's row (a dict) as its last: a row of the same or a
+    later epoch, left by a run stopped before that epoch was done, is replaced. The whole file is
+    written as every other file is (so a row is never cut short), in the columns it began with."""
+    target = path("metrics", prefix)
+    header, rows = _read_metrics_file(target) if os.path.lexists(target) else (METRICS_FIELDS, [])
+    rows = [r for r in rows if int(r[0]) < row["epoch"]] + [[row.get(name, "") for name in header]]
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n").writerows([header] + rows)
+    _save_text(target, out.getvalue())
 
 
 def read_metrics(prefix):
-    """The rows of `<prefix>-metrics.csv`, as dictionaries of strings."""
+    """The rows of `<prefix>-metrics.csv`, as dictionaries of strings (refused unless ours)."""
     source = path("metrics", prefix)
-    if not os.path.exists(source):
+    if not os.path.lexists(source):
         raise CheckpointError("no %s; train first" % source)
-    with open(source, newline="") as f:
-        return list(csv.DictReader(f))
+    header, rows = _read_metrics_file(source)
+    return [dict(zip(header, row)) for row in rows]
 
 
 def _pattern(template):

@@ -22,7 +22,7 @@ def plot_curves(prefix):
         raise checkpoint.CheckpointError("plotting needs matplotlib (pip install matplotlib)")
     fig, ax = plt.subplots(figsize=(7, 4))
     for column, label in (("train_bits_per_char", "training"), ("val_bits_per_char", "validation")):
-        points = [(int(r["epoch"]), float(r[column])) for r in rows if r[column]]
+        points = [(int(r["epoch"]), float(r[column])) for r in rows if r.get(column)]  # an older file may lack it
         if points:
             ax.plot(*zip(*points), marker="o", label=label)
     ax.set_xlabel("epoch")

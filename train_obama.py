@@ -359,38 +359,41 @@ def restore_carried(prefix, epoch, data_train):
 
 
 def starting_point(args, vocab, writes):
-    """Where training starts: fresh (refusing to overwrite a run unasked), or (--resume) from the
-    newest checkpoint, checked against the options and the corpus before anything is written."""
-    if not args.resume:
+    """Where training starts: fresh (refusing to overwrite a run unasked), or (--resume) where the run
+    under --prefix got to, checked against the options and the corpus before anything is written."""
+    if writes and not args.resume:
         earlier = checkpoint.epochs(args.prefix)
         stopped = (checkpoint.load_run(args.prefix) or {}).get("batch", 0) > 0
-        if writes and (earlier or stopped):
-            if not args.overwrite:
-                raise checkpoint.CheckpointError(
-                    "%s already has checkpoints (%s): add --resume to carry on, or --overwrite to start again"
-                    % (args.prefix, "epochs " + ",".join(map(str, earlier)) if earlier else "a stopped first epoch"))
+        if (earlier or stopped) and not args.overwrite:
+            raise checkpoint.CheckpointError(
+                "%s already has checkpoints (%s): add --resume to carry on, or --overwrite to start again"
+                % (args.prefix, "epochs " + ",".join(map(str, earlier)) if earlier else "a stopped first epoch"))
+        if args.overwrite:
             checkpoint.remove_run_files(args.prefix)
+    if writes:
+        checkpoint.check_metrics(args.prefix)  # a file that is not ours is refused now, not at the epoch's end
+    epoch, batch, arg_params, aux_params, states, record = (
+        checkpoint.resume_point(args.prefix, args.rnn_backend) if args.resume else (0, 0, None, None, None, None))
+    if arg_params is None:  # a fresh run, or one resumed before its first epoch was done
+        if args.resume:
+            logging.info("The run has no epoch done yet: it starts again from its first")
         if args.rnn_backend != "fused":
             return Start(0, 0, None, None, None, None)
         params = lstm.initial_params(INITIALIZER, args.num_lstm_layer, args.num_hidden, args.num_embed)
         return Start(0, 0, lstm.backend_params(params, "fused", args.num_lstm_layer, args.num_hidden), None, None, None)
 
-    epoch, batch, arg_params, aux_params, states, record = checkpoint.resume_point(args.prefix, args.rnn_backend)
     shape = checkpoint.model_shape(arg_params)
     if any(shape[k] != getattr(args, k) for k in ("num_lstm_layer", "num_hidden", "num_embed")):
         raise checkpoint.CheckpointError(
             "the checkpoint has %(num_lstm_layer)d layers of %(num_hidden)d units over a %(num_embed)d-wide embedding; "
             "give the same --num-lstm-layer, --num-hidden and --num-embed to resume it" % shape)
-    if batch and record.get("batch_size", args.batch_size) != args.batch_size:
-        raise checkpoint.CheckpointError(
-            "the run stopped after batch %d of epoch %d with --batch-size %d: resume it with the same "
-            "--batch-size (the batches of an epoch depend on it)" % (batch, epoch + 1, record["batch_size"]))
+    if batch:
+        check_same_batches(args, record, epoch, batch)
     checkpoint.check_vocab(args.prefix, vocab, shape["num_label"])
     saved = checkpoint.read_optimizer(states) if states else None
     saved_name = type(saved).__name__.lower()
     if states is None:
-        logging.warning("No optimizer state for the %s backend beside the checkpoint (another backend, or an "
-                        "older checkpoint): the optimizer starts afresh", args.rnn_backend)
+        logging.warning("The optimizer starts afresh: %s", no_optimizer_state_reason(args, record, epoch))
     elif "optimizer" in args.given and saved_name != args.optimizer:
         logging.warning("--optimizer %s replaces the checkpoint's %s: the optimizer starts afresh", args.optimizer,
                         saved_name)
@@ -402,6 +405,36 @@ def starting_point(args, vocab, writes):
     params = lstm.backend_params(arg_params, args.rnn_backend, args.num_lstm_layer, args.num_hidden)
     return Start(epoch, batch, params, aux_params, states, (record or {}).get("best_val_loss"),
                  saved if states else None)
+
+
+# What the batches of an epoch, and their order, depend on: a run stopped inside an epoch resumes
+# only with the same values, or it would go on in another place of another order.
+BATCH_OPTIONS = ("data", "seq_len", "buckets", "split_long_lines", "stream", "stateful", "val_frac", "batch_size",
+                 "shuffle", "seed")
+
+
+def check_same_batches(args, record, epoch, batch):
+    """Refuses to resume a partial checkpoint with data options other than the run's."""
+    saved = dict((record or {}).get("options") or {}, batch_size=(record or {}).get("batch_size", args.batch_size))
+    here = dict(vars(args), data=args.data and os.path.abspath(args.data))
+    for name in BATCH_OPTIONS:
+        if name in saved and saved[name] != here[name]:
+            flag = "--" + name.replace("_", "-")
+            raise checkpoint.CheckpointError(
+                "the run stopped after batch %d of epoch %d with %s: resume it with the same %s (the batches of an "
+                "epoch depend on it)" % (batch, epoch + 1, as_typed(flag, saved[name]), flag))
+
+
+def no_optimizer_state_reason(args, record, epoch):
+    """Why a resumed checkpoint has no optimizer state for the backend that goes on with it."""
+    if record is None:
+        return "the checkpoint has none (the tutorial's, or one copied without its .states file)"
+    if record.get("backend") not in (None, args.rnn_backend):
+        return ("the run was trained with --rnn-backend %s, whose optimizer state does not fit the %s backend's "
+                "parameters" % (record["backend"], args.rnn_backend))
+    if str((record.get("options") or {}).get("kv_store", "local")).startswith("dist"):
+        return "a distributed run keeps its optimizer on the parameter servers, which save none"
+    return "%s is missing" % checkpoint.path("states", args.prefix, epoch, args.rnn_backend)
 
 
 def record_run(args, vocab, start):
@@ -460,7 +493,6 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
     """FeedForward's batch-end, epoch-end and eval-end callbacks (callbacks.py says when each runs),
     and the signal handler to hold around fit."""
     resumed = callbacks.Resumed(start.epoch, start.batch)
-    has_validation = data_val is not None
     to_tutorial = functools.partial(lstm.tutorial_params, num_lstm_layer=args.num_lstm_layer,
                                     num_hidden=args.num_hidden, num_embed=args.num_embed)
     saver = callbacks.Checkpointer(args.prefix, symbol, to_tutorial, optimizer, args.rnn_backend,
@@ -473,22 +505,25 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
     batch_end = [callbacks.ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, resumed),
                  callbacks.stop_on_divergence(metric, resumed)] + reseed + carry + [stop]
     epoch_end = [callbacks.log_training_metrics(metric)] + ([clip.log_epoch] if clip else [])
-    eval_end = [callbacks.log_validation_metrics]
+    # once the epoch is evaluated (eval end; epoch end where there is no held-out data): the annealing,
+    # then the epoch's files, the run record last, then a stop asked for meanwhile
+    evaluated = []
+    if data_val is not None:
+        evaluated.append(callbacks.log_validation_metrics)
+        if args.lr_anneal:
+            evaluated.append(callbacks.anneal(optimizer, args.lr_anneal, start.best_loss or float("inf")))
     if writes:
-        row = callbacks.MetricsRow(args.prefix, metric, optimizer, data_train.num_batches * args.batch_size,
-                                   resumed, args.batch_size)
-        epoch_end += [saver.do_checkpoint, row.start]
-        if args.keep:
-            epoch_end.append(callbacks.keep_newest(args.prefix, args.keep))
-        eval_end.append(callbacks.copy_best(args.prefix))
-        if has_validation:
-            eval_end.append(row.finish)
-        else:
-            epoch_end.append(row.finish_at_epoch_end)
-    if args.lr_anneal:
-        eval_end.append(callbacks.anneal(optimizer, args.lr_anneal, start.best_loss or float("inf")))
-    eval_batch_end = [callbacks.carry_states(data_val)] if args.stateful and has_validation else None
-    return Callbacks(batch_end, epoch_end, eval_end, eval_batch_end, stop)
+        row = callbacks.MetricsRow(metric, optimizer, data_train.num_batches * args.batch_size, resumed,
+                                   args.batch_size)
+        epoch = callbacks.EpochEnd(args.prefix, saver, row, start.best_loss, args.keep)
+        epoch_end.append(epoch.save_weights)
+        evaluated.append(epoch.finish)
+    evaluated.append(stop.after_epoch)
+    if data_val is None:
+        epoch_end += [callbacks.as_epoch_end(callback) for callback in evaluated]
+        evaluated = []
+    eval_batch_end = [callbacks.carry_states(data_val)] if args.stateful and data_val is not None else None
+    return Callbacks(batch_end, epoch_end, evaluated, eval_batch_end, stop)
 
 
 def main(argv=None):

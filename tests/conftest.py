@@ -62,10 +62,11 @@ def run_command(script, *args, timeout=300):
     return result
 
 
-def start_command(script, *args):
-    """Starts a command in a fresh process, its output and errors merged, to be read as it goes."""
+def start_command(script, *args, **popen):
+    """Starts a command in a fresh process, its output and errors merged, to be read as it goes
+    (`popen`: more of subprocess.Popen's arguments)."""
     return subprocess.Popen([sys.executable, os.path.join(REPO, script)] + list(args),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, **popen)
 
 
 def error_lines(stderr):

@@ -56,21 +56,61 @@ def test_anneal_lowers_the_rate_only_when_validation_does_not_improve():
     assert rates == [1.0, 1.0, 0.5, 0.25, 0.25, 0.125]
 
 
-def test_the_best_copy_follows_the_lowest_validation_loss_and_the_run_record(tmp_path):
+class FakeSaver:
+    """Writes an epoch's weights as a one-array parameter file; its optimizer state fails on demand."""
+
+    def __init__(self, prefix, fail_at=()):
+        self.prefix, self.fail_at = prefix, fail_at
+
+    def save_weights(self, epoch, arg_params, _aux_params):
+        checkpoint.save_params(checkpoint.params_path(self.prefix, epoch), arg_params, {})
+
+    def save_optimizer(self, epoch):
+        if epoch in self.fail_at:
+            raise checkpoint.CheckpointError("disk full")
+        open(checkpoint.path("states", self.prefix, epoch, "unrolled"), "w").close()
+
+
+class FakeRow:
+    def start(self, epoch):
+        self.values = {"epoch": epoch + 1, "train_perplexity": 20.0 - epoch}
+
+    def add_validation(self, eval_metric):
+        self.values["val_perplexity"] = eval_metric.get_global()[1][0]
+
+
+def run_epochs(end, perplexities, first=1):
+    """Ends epochs first, first + 1, ... with these validation perplexities."""
+    for epoch, perplexity in enumerate(perplexities, start=first):
+        end.save_weights(epoch - 1, None, {"w": mx.nd.full((2,), epoch)}, {})
+        end.finish(Param(epoch - 1, Perplexity(perplexity)))
+
+
+def test_an_epoch_is_done_once_all_of_it_is_written_best_copy_and_metrics_row_included(tmp_path):
     prefix = str(tmp_path / "m")
     checkpoint.save_run(prefix, epoch=0, batch=0)  # as a starting run writes it
-    copy = callbacks.copy_best(prefix)
-    for epoch, perplexity in enumerate([10.0, 8.0, 9.0], start=1):
-        checkpoint.save_params(checkpoint.params_path(prefix, epoch), {"w": mx.nd.full((2,), epoch)}, {})
-        copy(Param(epoch - 1, Perplexity(perplexity)))
+    run_epochs(callbacks.EpochEnd(prefix, FakeSaver(prefix), FakeRow()), [10.0, 8.0, 9.0])
     best, _ = checkpoint.load_params(prefix, "best")
     assert best["w"].asnumpy().tolist() == [2, 2]
     record = checkpoint.load_run(prefix)
-    assert record["best_epoch"] == 2 and record["best_val_loss"] == pytest.approx(math.log(8.0))
-    # a resumed run remembers the best so far: epoch 4 at perplexity 9 is no new best
-    checkpoint.save_params(checkpoint.params_path(prefix, 4), {"w": mx.nd.full((2,), 4)}, {})
-    callbacks.copy_best(prefix)(Param(3, Perplexity(9.0)))
+    assert (record["epoch"], record["best_epoch"]) == (3, 2) and record["best_val_loss"] == pytest.approx(math.log(8.0))
+    assert [r["epoch"] for r in checkpoint.read_metrics(prefix)] == ["1", "2", "3"]
+    # epoch 4, the best so far, fails at its optimizer state: the record, the best copy and the metrics stay
+    # as they were after epoch 3, though the epoch's weights are written
+    failing = callbacks.EpochEnd(prefix, FakeSaver(prefix, fail_at=(4,)), FakeRow(), record["best_val_loss"])
+    with pytest.raises(checkpoint.CheckpointError):
+        run_epochs(failing, [5.0], first=4)
+    assert checkpoint.epochs(prefix) == [1, 2, 3, 4] and checkpoint.load_run(prefix)["epoch"] == 3
     assert checkpoint.load_params(prefix, "best")[0]["w"].asnumpy().tolist() == [2, 2]
+    assert len(checkpoint.read_metrics(prefix)) == 3
+    # resumed, the run does epoch 4 again: its row once, its chance to be the best kept; a resumed run
+    # remembers the best so far (epoch 5 at perplexity 9 is none)
+    resumed = callbacks.EpochEnd(prefix, FakeSaver(prefix), FakeRow(), checkpoint.load_run(prefix)["best_val_loss"],
+                                 keep=2)
+    run_epochs(resumed, [5.0, 9.0], first=4)
+    assert checkpoint.load_params(prefix, "best")[0]["w"].asnumpy().tolist() == [4, 4]
+    assert [r["epoch"] for r in checkpoint.read_metrics(prefix)] == ["1", "2", "3", "4", "5"]
+    assert checkpoint.load_run(prefix)["best_epoch"] == 4 and checkpoint.epochs(prefix) == [4, 5]
 
 
 def test_keep_newest_removes_older_epochs_and_their_optimizer_states(tmp_path):
@@ -78,7 +118,7 @@ def test_keep_newest_removes_older_epochs_and_their_optimizer_states(tmp_path):
     for epoch in (1, 2, 3):
         for name in (checkpoint.params_path(prefix, epoch), checkpoint.path("states", prefix, epoch, "fused")):
             open(name, "w").close()
-    callbacks.keep_newest(prefix, 1)(3, None, {}, {})
+    callbacks.keep_newest(prefix, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-0003-fused.states", "m-0003.params"]
 
 

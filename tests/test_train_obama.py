@@ -24,8 +24,8 @@ def train(*argv):
     return train_obama.main(TINY + list(argv))
 
 
-def run_script(*argv):
-    return start_command("train_obama.py", *TINY, *argv)
+def run_script(*argv, **popen):
+    return start_command("train_obama.py", *TINY, *argv, **popen)
 
 
 def wait_for(proc, pattern, timeout=120):
@@ -127,7 +127,7 @@ def test_validation_metrics_and_the_best_epoch(small_corpus, tmp_path, caplog):
     assert re.search(r"Epoch\[0\] 5/%d batches \(14%%\), about \d\d:\d\d:\d\d left" % TINY_BATCHES, caplog.text)
     rows = read_metrics(prefix)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
-    assert list(rows[0]) == callbacks.MetricsRow.FIELDS
+    assert list(rows[0]) == checkpoint.METRICS_FIELDS
     for r in rows:
         assert float(r["val_bits_per_char"]) == pytest.approx(np.log2(float(r["val_perplexity"])))
         assert float(r["samples_per_sec"]) > 0 and float(r["learning_rate"]) == 0.01
@@ -774,3 +774,83 @@ def test_several_buckets_train_resume_and_score_every_held_out_line(three_bucket
         rows = read_metrics(prefix)
         assert float(rows[1]["val_perplexity"]) == pytest.approx(expected, rel=1e-4)
         assert [r["val_perplexity"] for r in rows] == [r["val_perplexity"] for r in read_metrics(whole)]
+
+
+@pytest.mark.parametrize("failing, schedule", [
+    ("-0002-unrolled.states", ["--optimizer", "adam", "--learning-rate", "0.01"]),
+    ("-best.params", ["--optimizer", "adam", "--learning-rate", "0.01"]),
+    # a rate this high makes the validation loss go up at once: the rate is annealed at epoch ends
+    ("-0002-unrolled.states", ["--learning-rate", "3", "--clip-gradient", "1", "--lr-anneal", "0.25"]),
+    ("-metrics.csv", ["--learning-rate", "3", "--clip-gradient", "1", "--lr-anneal", "0.25"]),
+])
+def test_an_epoch_stopped_before_all_of_it_is_written_is_done_again(small_corpus, tmp_path, monkeypatch, capsys,
+                                                                   failing, schedule):
+    common = ["--data", small_corpus, "--dropout", "0.2", "--num-epoch", "3"] + schedule
+    whole, stopped = str(tmp_path / "whole" / "m"), str(tmp_path / "stopped" / "m")
+    assert train(*common, "--prefix", whole) == 0
+    # the second epoch's weights are written, then one of its other files fails (a full disk, or kill -9 there)
+    real_write = checkpoint.atomic_write
+
+    def write(target, *how):
+        if target == stopped + failing and checkpoint.epochs(stopped) == [1, 2]:
+            raise checkpoint.CheckpointError("cannot write %s: No space left on device" % target)
+        return real_write(target, *how)
+    monkeypatch.setattr(checkpoint, "atomic_write", write)
+    assert train(*common, "--prefix", stopped) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert checkpoint.load_run(stopped)["epoch"] == 1
+    assert train(*common, "--prefix", stopped, "--resume") == 0  # epoch 2 again, then 3
+    assert "optimizer starts afresh" not in capsys.readouterr().err
+    assert_same(params(whole, 3), params(stopped, 3))
+    untimed = ("samples_per_sec", "seconds")
+    assert [{k: v for k, v in r.items() if k not in untimed} for r in read_metrics(stopped)] == [
+        {k: v for k, v in r.items() if k not in untimed} for r in read_metrics(whole)]
+    assert checkpoint.load_run(stopped)["best_epoch"] == checkpoint.load_run(whole)["best_epoch"]
+    assert_same(params(whole, "best"), params(stopped, "best"), tol=0)
+    if "--lr-anneal" in schedule:  # the rate was lowered after epoch 1 or 2: the resumed run follows it
+        assert len({r["learning_rate"] for r in read_metrics(whole)}) > 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_last_evaluation_stops_after_the_epoch_is_written(small_corpus, tmp_path, monkeypatch,
+                                                                            capsys, signum):
+    prefix = str(tmp_path / "m")
+    real_log = callbacks.log_validation_metrics
+
+    def signalled_while_evaluating(param):  # eval end: what a signal during the evaluation leaves
+        os.kill(os.getpid(), signum)
+        real_log(param)
+    monkeypatch.setattr(callbacks, "log_validation_metrics", signalled_while_evaluating)
+    assert train("--data", small_corpus, "--prefix", prefix) == 128 + signum  # not 0: a scheduler sees the stop
+    assert "stopped by signal %d at the end of epoch 1, which is written whole" % signum in capsys.readouterr().err
+    assert checkpoint.load_run(prefix)["epoch"] == 1 and len(read_metrics(prefix)) == 1
+    assert not [name for name in os.listdir(tmp_path) if "partial" in name]
+
+
+def test_sighup_writes_a_partial_checkpoint_unless_ignored_as_under_nohup(small_corpus, tmp_path):
+    common = ["--data", small_corpus, "--num-epoch", "2"]
+    proc = run_script(*common, "--prefix", str(tmp_path / "hup" / "m"))
+    wait_for(proc, r"Epoch\[1\] Batch \[0-5\]")
+    proc.send_signal(signal.SIGHUP)  # the terminal closed
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGHUP and "stopped by signal 1 in epoch 2" in out, out
+    assert checkpoint.load_run(str(tmp_path / "hup" / "m"))["batch"] > 0
+    nohup = run_script(*common, "--prefix", str(tmp_path / "nohup" / "m"),
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(nohup, r"Epoch\[1\] Batch \[0-5\]")
+    nohup.send_signal(signal.SIGHUP)
+    out = nohup.communicate(timeout=120)[0]
+    assert nohup.returncode == 0 and checkpoint.epochs(str(tmp_path / "nohup" / "m")) == [1, 2], out
+
+
+def test_a_metrics_file_that_is_not_ours_is_refused_before_training(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix) == 0
+    with open(prefix + "-metrics.csv", "ab") as f:
+        f.write(b"2,\xff\xfe")  # not UTF-8: training used to die at the epoch's end
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert train("--data", small_corpus, "--prefix", prefix, "--resume", "--num-epoch", "2") == 2
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "m-metrics.csv is not a metrics file of this project" in errors[0], errors
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
