@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 
 import checkpoint
+import lstm
 
 
 class TrainingStopped(Exception):
@@ -280,8 +281,8 @@ class Checkpointer:
         checkpoint.save_params(checkpoint.path("partial", self.prefix, epoch), self.to_tutorial(arg_params),
                                aux_params)
         self.optimizer.save(checkpoint.path("partial_states", self.prefix, epoch, self.backend))
-        if self.carried is not None:
-            checkpoint.save_carried(self.prefix, epoch, self.carried)
+        if self.carried is not None:  # in one layout for both backends, so that either resumes it
+            checkpoint.save_carried(self.prefix, epoch, lstm.states_by_layer(self.carried, self.backend))
 
 
 def as_epoch_end(callback):

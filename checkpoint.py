@@ -346,14 +346,24 @@ def _read_run(prefix):
     return _load_json(source, "run record") if os.path.exists(source) else None
 
 
+def _count(value, least=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def load_run(prefix):
     """The run record of the training under `prefix` (see save_run), or None where there is none."""
-    record = _read_run(prefix)
+    try:
+        record = _read_run(prefix)
+    except CheckpointError as err:
+        raise CheckpointError("%s: the record holds the run's options and how far it got; restore it, or move it "
+                              "away to resume the newest epoch with this command's options" % err)
     if record is None:
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("epoch"), int) \
-            or not isinstance(record.get("batch"), int):
-        raise CheckpointError("%s is not a run record; delete it to resume from the newest epoch" % path("run", prefix))
+    if not isinstance(record, dict) or not _count(record.get("epoch")) or not _count(record.get("batch")) \
+            or not _count(record.get("batch_size", 1), 1) or not isinstance(record.get("options", {}), dict):
+        raise CheckpointError("%s is not a run record of this project: it holds the run's options and how far it "
+                              "got; restore it, or move it away to resume the newest epoch with this command's "
+                              "options" % path("run", prefix))
     return record
 
 

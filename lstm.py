@@ -371,6 +371,23 @@ def init_states(num_lstm_layer, batch_size, num_hidden, backend="unrolled"):
     return init_c + init_h
 
 
+def states_by_layer(states, backend):
+    """The LSTM states of init_states' layout for `backend` (arrays) as one layout for both: each
+    layer's c, then each layer's h, each (batch, num_hidden), as the unrolled backend takes them."""
+    if backend != "fused":
+        return list(states)
+    c, h = states  # (batch, num_lstm_layer, num_hidden)
+    return [c[:, i] for i in range(c.shape[1])] + [h[:, i] for i in range(h.shape[1])]
+
+
+def states_for_backend(by_layer, backend):
+    """states_by_layer's layout back as init_states' layout for `backend` (numpy arrays)."""
+    if backend != "fused":
+        return list(by_layer)
+    layers = len(by_layer) // 2
+    return [np.stack(by_layer[:layers], axis=1), np.stack(by_layer[layers:], axis=1)]
+
+
 def tutorial_params(arg_params, num_lstm_layer, num_hidden, num_embed):
     """The parameters (NDArrays) under the tutorial's names, whichever backend trained them."""
     if FUSED_PARAMS not in arg_params:

@@ -129,7 +129,9 @@ def parse_args(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
     args.given = cli.given_options(p, argv)
-    kept = keep_the_runs_options(args) if args.resume else []  # CheckpointError: nothing to resume
+    if args.resume and args.overwrite:
+        p.error("--resume carries on the run under --prefix and --overwrite starts a new one there: give one of them")
+    kept = keep_the_runs_options(args, p) if args.resume else []  # CheckpointError: nothing to resume
     message = refusal(args)
     if message:  # it may come from an option the run had, not one typed now
         p.error(message + kept_note(kept, message))
@@ -149,26 +151,53 @@ SCHEDULE_OPTIONS = ("lr_anneal", "lr_step_epochs", "lr_cosine")
 LOCAL_ONLY = ("clip_global_norm", "lr_anneal")  # refused with --kv-store dist_* (see refusal)
 
 
-def keep_the_runs_options(args):
-    """Sets the options in KEPT_ON_RESUME that are not given again to the run's own; returns them
-    as (flag, value) pairs. Says so where there is nothing to resume."""
+def keep_the_runs_options(args, parser):
+    """Sets the options in KEPT_ON_RESUME that are not given again to the run's own, checked as the
+    option checks what is typed; returns them as (flag, value) pairs. Says so where there is nothing
+    to resume, and warns where the run's own options are not known (no run record)."""
     record = checkpoint.load_run(args.prefix)
     if record is None:
-        checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
+        epoch = checkpoint.latest_epoch(args.prefix)  # nothing to resume: say so before creating anything
+        logging.warning("%s has no run record (%s): epoch %d resumes with this command's options and the "
+                        "defaults, which need not be the run's own", args.prefix, checkpoint.path("run", args.prefix),
+                        epoch)
     saved = (record or {}).get("options") or {}
+    actions = {action.dest: action for action in parser._actions}
     kept = []
     for name in KEPT_ON_RESUME:
-        if name not in saved or name in args.given or saved[name] == getattr(args, name):
+        if name not in saved or name in args.given:
             continue
-        if name == "lr_anneal" and args.given & set(SCHEDULE_OPTIONS):
+        value = record_value(actions[name], saved[name], args.prefix)
+        if value == getattr(args, name) or (name == "lr_anneal" and args.given & set(SCHEDULE_OPTIONS)):
             continue
         if name in LOCAL_ONLY and args.kv_store.startswith("dist"):
             logging.warning("The run's --%s %s is not kept: it does not work with --kv-store %s",
-                            name.replace("_", "-"), saved[name], args.kv_store)
+                            name.replace("_", "-"), value, args.kv_store)
             continue
-        setattr(args, name, saved[name])
-        kept.append(("--" + name.replace("_", "-"), as_typed("--" + name.replace("_", "-"), saved[name])))
+        setattr(args, name, value)
+        kept.append(("--" + name.replace("_", "-"), as_typed("--" + name.replace("_", "-"), value)))
     return kept
+
+
+def record_value(action, value, prefix):
+    """An option's value from the run record, checked by the option's own type and choices."""
+    flag = action.option_strings[0]
+    try:
+        if isinstance(action.default, bool) or action.nargs == 0:
+            if not isinstance(value, bool):
+                raise argparse.ArgumentTypeError("expected true or false")
+            return value
+        if value is None and action.default is None:
+            return None
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        typed = action.type(text) if action.type else text
+        if action.choices is not None and typed not in action.choices:
+            raise argparse.ArgumentTypeError("expected one of %s" % ", ".join(action.choices))
+        return typed
+    except (argparse.ArgumentTypeError, TypeError) as err:
+        raise checkpoint.CheckpointError("the run record %s holds %s %r, which %s does not take (%s): restore the "
+                                         "record, or give %s again" % (checkpoint.path("run", prefix), flag, value,
+                                                                       flag, err, flag))
 
 
 def as_typed(flag, value):
@@ -275,7 +304,7 @@ def train(args, contexts):
             mx.random.seed(callbacks.batch_seed(args.seed, start.epoch, start.batch))  # the masks of this batch
         data_train.resume_at(start.epoch, start.batch)
         if args.stateful and start.batch:
-            restore_carried(args.prefix, start.epoch, data_train)
+            restore_carried(args.prefix, start.epoch, data_train, args.rnn_backend)
         if writes:
             record_run(args, vocab, start)
 
@@ -348,13 +377,17 @@ def load_streams(args, corpus, vocab, kv):
                                             states, pad_last=True)
 
 
-def restore_carried(prefix, epoch, data_train):
-    """Puts the LSTM states that a stopped stateful run carried back into the iterator."""
+def restore_carried(prefix, epoch, data_train, backend):
+    """Puts the LSTM states that a stopped stateful run carried back into the iterator, in the
+    layout of the backend that goes on (either backend may have written them)."""
     carried = checkpoint.load_carried(prefix, epoch)
     if carried is None:
         logging.warning("The partial checkpoint carries no LSTM states: its streams restart from zero states")
         return
-    for state, saved in zip(data_train.states, carried):
+    carried = [state.asnumpy() for state in carried]
+    if carried[0].ndim == 3:  # written by the fused backend before the states had one layout
+        carried = lstm.states_by_layer(carried, "fused")
+    for state, saved in zip(data_train.states, lstm.states_for_backend(carried, backend)):
         state[:] = saved
 
 
