@@ -7,6 +7,7 @@ is written under a temporary name, read back, and renamed, so neither a crash no
 ever leaves a half file under the final name.
 """
 import csv
+import errno
 import fcntl
 import glob
 import io
@@ -110,7 +111,7 @@ def _holds(arrays):
 
 def save_symbol(prefix, symbol):
     """Writes `<prefix>-symbol.json` (the text Symbol.save writes), only when it changes."""
-    _save_text(path("symbol", prefix), symbol.tojson())
+    save_text(path("symbol", prefix), symbol.tojson())
 
 
 def save_params(target, arg_params, aux_params):
@@ -138,15 +139,15 @@ def copy_file(source, target):
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp), verify)
 
 
-def _save_text(target, text):
-    """Writes a text file, checked, unless it already holds `text`."""
+def save_text(target, text):
+    """Writes a UTF-8 text file, checked, unless it already holds `text`."""
     if os.path.exists(target) and _reads_back_as(text)(target):
         return
     atomic_write(target, _write_text(text), _reads_back_as(text))
 
 
 def _save_json(target, value):
-    _save_text(target, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
+    save_text(target, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
 
 
 class RunLock:
@@ -167,7 +168,14 @@ class RunLock:
             if directory:
                 os.makedirs(directory, exist_ok=True)
             while self.file is None:
-                f = open(self.path, "a+")
+                try:  # never through a link: truncating one would empty the file it points to
+                    f = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644),
+                                  "r+")
+                except OSError as err:
+                    if err.errno != errno.ELOOP:
+                        raise
+                    raise CheckpointError("%s is a symbolic link; the run's lock is a file of its own, never written "
+                                          "through a link: remove the link" % self.path)
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -501,7 +509,7 @@ def save_metrics_row(prefix, row):
     rows = [r for r in rows if int(r[0]) < row["epoch"]] + [[row.get(name, "") for name in header]]
     out = io.StringIO(newline="")
     csv.writer(out, lineterminator="\r\n").writerows([header] + rows)
-    _save_text(target, out.getvalue())
+    save_text(target, out.getvalue())
 
 
 def read_metrics(prefix):
@@ -519,9 +527,28 @@ def _pattern(template):
     return "".join({"%04d": r"\d{4,}", "%s": r"\w+"}.get(part, re.escape(part)) for part in parts)
 
 
+def _run_file_names():
+    return re.compile("|".join(_pattern(template) for template in FILES.values()))
+
+
+def run_files(prefix):
+    """The files of FILES that exist under `prefix`."""
+    names = _run_file_names()
+    return [found for found in glob.glob(glob.escape(prefix) + "-*") if names.fullmatch(found[len(prefix):])]
+
+
+def is_run_file(prefix, target):
+    """Whether writing `target` would replace one of the files of the run under `prefix`: it is named
+    as one (links resolved), or is one under another name (a hard link)."""
+    real, base = os.path.realpath(target), os.path.realpath(prefix)
+    if real.startswith(base + "-") and _run_file_names().fullmatch(real[len(base):]):
+        return True
+    return os.path.exists(target) and any(os.path.samefile(target, found) for found in run_files(prefix))
+
+
 def remove_run_files(prefix):
     """Removes what a training run wrote under `prefix` (the FILES), before another starts there afresh."""
-    names = re.compile("|".join(_pattern(template) for kind, template in FILES.items() if kind != "lock"))
-    for found in glob.glob(glob.escape(prefix) + "-*"):
-        if names.fullmatch(found[len(prefix):]):
+    lock = path("lock", prefix)
+    for found in run_files(prefix):
+        if found != lock:
             os.remove(found)

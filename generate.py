@@ -218,25 +218,14 @@ def read_prime_file(path):
         raise SeedError("the prime file %s is not UTF-8 text: byte offset %d" % (path, err.start))
 
 
-def write_output(path, text):
-    """Writes `text` to `path` through `path.part`, so that an interrupted run leaves no half file."""
-    tmp = path + ".part"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def check_writable(path):
     """Fails now, before any generating, when `path` cannot be written."""
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        open(path + ".part", "w").close()
-        os.remove(path + ".part")
+        probe = "%s.tmp%d" % (path, os.getpid())  # the temporary name the text is written under
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.remove(probe)
     except OSError as err:
         raise OutputError("cannot write the output %s: %s" % (path, err.strerror or err))
 
@@ -244,6 +233,9 @@ def check_writable(path):
 def run(args):
     """Loads the checkpoint and produces the text that main prints or writes."""
     if args.output:
+        if checkpoint.is_run_file(args.prefix, args.output):
+            raise OutputError("--output %s is one of the files of the checkpoint it reads (--prefix %s): give "
+                              "another path" % (args.output, args.prefix))
         check_writable(args.output)
     if args.gpus and len(device.parse_gpu_list(args.gpus)) > 1:
         raise device.DeviceError("generation runs on one GPU: give one id to --gpus, got %s" % args.gpus)
@@ -283,7 +275,7 @@ def main(argv=None):
     try:
         text = run(args)
         if text is not None and args.output:
-            write_output(args.output, text)
+            checkpoint.save_text(args.output, text)  # whole or not at all
             logging.info("Wrote %s", args.output)
         elif text is not None:
             sys.stdout.write(text)

@@ -213,6 +213,9 @@ def parse_args(argv=None):
 def visualize(args):
     """Loads the checkpoint, traces the text and writes the page; returns the page's path."""
     text = args.text if args.text_file is None else bucket_io.read_content(args.text_file)
+    if checkpoint.is_run_file(args.prefix, args.out):
+        raise checkpoint.CheckpointError("--out %s is one of the files of the checkpoint it reads (--prefix %s): "
+                                         "give another path" % (args.out, args.prefix))
     if os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise checkpoint.CheckpointError("cannot write the page %s: no such folder, or it is a folder" % args.out)
     vocab = checkpoint.load_vocab_or_build(args.prefix, args.data, args.data_mirror)
@@ -229,10 +232,7 @@ def visualize(args):
     ids = bucket_io.text2id(text, vocab)
     page = render_page("%s, epoch %s" % (os.path.basename(args.prefix), epoch), text, np.array(ids),
                        trace_text(model, arg_params, ids), vocab)
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
-    checkpoint.atomic_write(args.out, write)
+    checkpoint.save_text(args.out, page)
     return args.out
 
 

@@ -54,6 +54,18 @@ def trained(small_corpus, tmp_path_factory):
     return prefix, result
 
 
+@pytest.fixture
+def trained_copy(trained, tmp_path):
+    """The prefix of a copy of `trained`'s files in this test's folder, for tests that could harm them."""
+    import shutil
+    prefix, _ = trained
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for found in checkpoint.run_files(prefix):
+        shutil.copy(found, folder)
+    return str(folder / os.path.basename(prefix))
+
+
 def run_command(script, *args, timeout=300):
     """Runs one of the project's commands in a fresh process, as a user does."""
     result = subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args),

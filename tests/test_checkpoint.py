@@ -165,6 +165,15 @@ def test_one_run_per_prefix_and_the_lock_names_its_holder(tmp_path):
     assert not os.path.exists(prefix + "-train.lock")
 
 
+def test_the_lock_is_never_written_through_a_link(tmp_path):
+    victim = tmp_path / "notes.txt"
+    victim.write_text("mine")
+    os.symlink(victim, tmp_path / "m-train.lock")
+    with pytest.raises(CheckpointError, match="m-train.lock is a symbolic link"):
+        checkpoint.RunLock(str(tmp_path / "m")).acquire()
+    assert victim.read_text() == "mine"
+
+
 def test_stale_temporaries_are_removed(tmp_path):
     prefix = str(tmp_path / "m")
     for name in ("m-0002.params.tmp4242", "m-symbol.json.tmp17", "m-0001.params", "other-0001.params.tmp3"):

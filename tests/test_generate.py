@@ -246,3 +246,15 @@ def test_ctrl_c_in_generate_is_quiet_and_leaves_no_file(trained, tmp_path):
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["-0001.params", "-vocab.json", "-run.json", "link", "hard link"])
+def test_generate_never_writes_over_a_file_of_the_checkpoint(trained_copy, tmp_path, name):
+    prefix = trained_copy
+    os.symlink(prefix + "-0001.params", tmp_path / "link")
+    os.link(prefix + "-0001.params", tmp_path / "hard link")
+    output = prefix + name if name.startswith("-") else str(tmp_path / name)
+    before = {p: open(p, "rb").read() for p in map(str, (tmp_path / "run").iterdir())}
+    assert_one_line_error(run_command("generate.py", "The ", "--prefix", prefix, "--length", "5", "--output", output),
+                          "--output .* is one of the files of the checkpoint it reads")
+    assert {p: open(p, "rb").read() for p in map(str, (tmp_path / "run").iterdir())} == before

@@ -95,6 +95,14 @@ def test_the_commands_bad_inputs_are_one_clear_line(trained, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_the_page_is_never_written_over_a_file_of_the_checkpoint(trained_copy):
+    for name in ("-0001.params", "-vocab.json", "-run.json", "-metrics.csv"):
+        before = open(trained_copy + name, "rb").read()
+        assert_one_line_error(run_command("visualize.py", "--prefix", trained_copy, "--text", "The", "--out",
+                                          trained_copy + name), "--out .* is one of the files of the checkpoint it reads")
+        assert open(trained_copy + name, "rb").read() == before
+
+
 @pytest.fixture(scope="module")
 def page_in_browser(trained, small_corpus, tmp_path_factory):
     """The page of 20,000 characters of obama.txt, open in headless Chromium."""
