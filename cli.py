@@ -1,11 +1,11 @@
 """The command-line pieces that train_obama.py and generate.py share: argument types that refuse
 numbers which make no sense, the common options, and a quiet end on Ctrl-C.
 
-Light on purpose (no MXNet): the scripts import it first, so that a Ctrl-C while MXNet loads
-already ends quietly.
+Light on purpose: the scripts import it first, before anything slow (argparse, numpy, MXNet), so
+that a Ctrl-C from the first moments on ends quietly. It imports argparse only once it parses.
 """
-import argparse
 import math
+import os
 import signal
 import sys
 
@@ -15,31 +15,45 @@ INTERRUPTED = 128 + signal.SIGINT
 
 
 def exit_quietly_on_interrupt():
-    """Makes Ctrl-C end the process with status 130 and no traceback (`finally` blocks still run,
-    so temporary files are removed). Scripts call it before loading MXNet."""
-    def handler(_signum, _frame):
+    """Makes Ctrl-C end the process with status 130 and no traceback. Scripts call it before their
+    other imports. Inside an import it exits at once (no file is written while a module loads, and
+    an exception there would read as a broken install); elsewhere it raises SystemExit, so that
+    `finally` blocks still run and temporary files are removed. A Ctrl-C ignored when the process
+    started (a background job's) stays ignored."""
+    def handler(_signum, frame):
+        while frame is not None:
+            if frame.f_code.co_filename.startswith("<frozen importlib"):
+                os._exit(INTERRUPTED)
+            frame = frame.f_back
         raise SystemExit(INTERRUPTED)
-    signal.signal(signal.SIGINT, handler)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, handler)
+
+
+def _invalid(message):
+    """The error an argument type raises: argparse prints it as one line naming the option."""
+    import argparse
+    return argparse.ArgumentTypeError(message)
 
 
 def _number(text, convert, kind):
     try:
         return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected %s, got %r" % (kind, text))
+        raise _invalid("expected %s, got %r" % (kind, text))
 
 
 def positive_int(text):
     value = _number(text, int, "a whole number")
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, got %s" % text)
+        raise _invalid("must be at least 1, got %s" % text)
     return value
 
 
 def non_negative_int(text):
     value = _number(text, int, "a whole number")
     if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative, got %s" % text)
+        raise _invalid("must not be negative, got %s" % text)
     return value
 
 
@@ -48,30 +62,37 @@ def int_list(text):
     try:
         values = [int(part) for part in text.replace(",", " ").split()]
     except ValueError:
-        raise argparse.ArgumentTypeError("expected numbers separated by commas, got %r" % text)
+        raise _invalid("expected numbers separated by commas, got %r" % text)
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("expected positive numbers, got %r" % text)
+        raise _invalid("expected positive numbers, got %r" % text)
     return values
+
+
+# MXNet computes in float32: a number outside its range would become infinite, or a positive one 0
+FLOAT32_MAX, FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38
 
 
 def finite_float(text):
     value = _number(text, float, "a number")
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError("must be a finite number, got %s" % text)
+        raise _invalid("must be a finite number, got %s" % text)
+    if abs(value) > FLOAT32_MAX or 0 < abs(value) < FLOAT32_TINY:
+        raise _invalid("must be within float32's range (1.2e-38 to 3.4e38 in size, or 0), which MXNet computes "
+                       "in, got %s" % text)
     return value
 
 
 def non_negative_float(text):
     value = finite_float(text)
     if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative, got %s" % text)
+        raise _invalid("must not be negative, got %s" % text)
     return value
 
 
 def positive_float(text):
     value = finite_float(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive, got %s" % text)
+        raise _invalid("must be positive, got %s" % text)
     return value
 
 
@@ -79,14 +100,14 @@ def fraction(text):
     """A number in [0, 1)."""
     value = finite_float(text)
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError("must be in [0, 1), got %s" % text)
+        raise _invalid("must be in [0, 1), got %s" % text)
     return value
 
 
 def random_seed(text):
     value = _number(text, int, "a whole number")
     if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError("must be between 0 and %d, got %s" % (MAX_SEED, text))
+        raise _invalid("must be between 0 and %d, got %s" % (MAX_SEED, text))
     return value
 
 
@@ -96,13 +117,13 @@ def epoch_number(text):
         return text
     value = _number(text, int, 'an epoch number or "best"')
     if value < 1:
-        raise argparse.ArgumentTypeError("epochs count from 1, got %s" % text)
+        raise _invalid("epochs count from 1, got %s" % text)
     return value
 
 
 def prefix_path(text):
     if not text.strip():
-        raise argparse.ArgumentTypeError("must name a path, such as checkpoints/obama")
+        raise _invalid("must name a path, such as checkpoints/obama")
     return text
 
 
@@ -125,6 +146,7 @@ def add_device_options(parser, gpus_help):
 
 def given_options(parser, argv):
     """The destinations of the options that `argv` sets explicitly (not left at their default)."""
+    import argparse
     defaults = [(action, action.default) for action in parser._actions]
     for action, _ in defaults:
         action.default = argparse.SUPPRESS

@@ -7,16 +7,20 @@ train_obama.py with the training flags given here.
 Each process's lines are printed with its role and number in front. When a worker fails, all
 the others are stopped; the exit status is the worst of the workers'. No process is left behind.
 """
-import argparse
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 
 import cli
+
+if __name__ == "__main__":
+    cli.exit_quietly_on_interrupt()  # from the first import on, also while MXNet loads
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_obama.py")
 
@@ -105,5 +109,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.exit_quietly_on_interrupt()
     sys.exit(main())

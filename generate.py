@@ -5,19 +5,21 @@
     python generate.py --prime-file speech.txt --num-samples 4 --sample --length 300
     python generate.py "The United States" --beam 8 --length 100
 """
-import argparse
-import errno
-import logging
+
 import os
-import sys
 
 import cli
 
 if __name__ == "__main__":
-    cli.exit_quietly_on_interrupt()  # also while MXNet loads
+    cli.exit_quietly_on_interrupt()  # from the first import on, also while MXNet loads
     # Generation is one small step after another, which MXNet's synchronous engine runs faster
     # than the threaded one (tests/bench_generate.py). It must be chosen before MXNet loads.
     os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+
+import argparse  # noqa: E402
+import errno  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -4,11 +4,16 @@
 
 It needs matplotlib (pip install matplotlib), which training itself does not.
 """
-import argparse
-import sys
 
 import cli
-import checkpoint
+
+if __name__ == "__main__":
+    cli.exit_quietly_on_interrupt()  # from the first import on, also while MXNet loads
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+import checkpoint  # noqa: E402
 
 
 def plot_curves(prefix):
@@ -45,5 +50,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.exit_quietly_on_interrupt()
     sys.exit(main())

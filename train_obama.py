@@ -8,19 +8,20 @@ Read top to bottom: the options, then train() (data, symbol, starting point, Fee
 then main. What happens after each batch and epoch lives in callbacks.py; the files under
 --prefix in checkpoint.py.
 """
-import argparse
-import contextlib
-import functools
-import logging
-import os
-import sys
-import warnings
-from collections import namedtuple
 
 import cli
 
 if __name__ == "__main__":
-    cli.exit_quietly_on_interrupt()  # also while MXNet loads
+    cli.exit_quietly_on_interrupt()  # from the first import on, also while MXNet loads
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from collections import namedtuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 

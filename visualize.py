@@ -10,19 +10,21 @@ activation (tanh(c) or h, any layer and unit), the model's guesses on hover, a "
 the line, inside quotes, ...), and the gate-saturation picture of Karpathy, Johnson and Fei-Fei,
 "Visualizing and Understanding Recurrent Networks" (2015).
 """
-import argparse
-import html
-import json
-import logging
+
 import os
-import sys
-from collections import namedtuple
 
 import cli
 
 if __name__ == "__main__":
-    cli.exit_quietly_on_interrupt()  # also while MXNet loads
+    cli.exit_quietly_on_interrupt()  # from the first import on, also while MXNet loads
     os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")  # as generate.py: small steps run faster
+
+import argparse  # noqa: E402
+import html  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from collections import namedtuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -1,9 +1,16 @@
-"""cli.py: the argument types refuse what makes no sense; given_options tells typed from default."""
+"""cli.py: the argument types refuse what makes no sense; given_options tells typed from default;
+every command ends quietly on Ctrl-C from its first import on."""
 import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 import cli
+from conftest import REPO
 
 
 @pytest.mark.parametrize("convert, text, message", [
@@ -11,6 +18,8 @@ import cli
     (cli.positive_int, "two", "expected a whole number"),
     (cli.finite_float, "nan", "finite"),
     (cli.finite_float, "-inf", "finite"),
+    (cli.positive_float, "1e300", "within float32's range"),
+    (cli.non_negative_float, "1e-300", "within float32's range"),
     (cli.positive_float, "0", "positive"),
     (cli.non_negative_float, "-1e-9", "not be negative"),
     (cli.fraction, "1", r"\[0, 1\)"),
@@ -39,3 +48,23 @@ def test_given_options_are_those_typed():
     p.add_argument("--resume", action="store_true")
     assert cli.given_options(p, ["--resume", "--learning-rate=0.01"]) == {"resume", "learning_rate"}
     assert p.parse_args([]).wd == 0.0001  # the defaults are back
+
+
+@pytest.mark.parametrize("script", ["train_obama.py", "generate.py", "visualize.py", "plot_curves.py",
+                                    "dist_launch.py"])
+def test_ctrl_c_from_the_first_import_on_is_quiet(script):
+    """Sent at moments after cli.py has loaded (Python's -X importtime says when), through the loading
+    of argparse, numpy and MXNet: status 130 and not a word, never a traceback or a broken-install message."""
+    for delay in (0.002, 0.01, 0.03, 0.1, 0.3):
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", os.path.join(REPO, script), "--help"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:
+            if line.rstrip().endswith("| cli"):
+                break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        said = [line for line in err.splitlines() if not line.startswith("import time:")]
+        assert said == [], "%s after %s s: %s" % (script, delay, err[-2000:])
+        if not out.startswith("usage:"):  # else it printed its help and was ending when the signal came
+            assert proc.returncode == 130, "%s after %s s: %s" % (script, delay, proc.returncode)

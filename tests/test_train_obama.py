@@ -513,6 +513,9 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--learning-rate", "nan"], "--learning-rate: must be a finite number"),
     (["--learning-rate", "inf"], "--learning-rate: must be a finite number"),
     (["--learning-rate", "0"], "--learning-rate: must be positive"),
+    (["--learning-rate", "1e300"], "--learning-rate: must be within float32's range"),  # MXNet's updates failed
+    (["--momentum", "1e39"], "--momentum: must be within float32's range"),
+    (["--wd", "1e300"], "--wd: must be within float32's range"),
     (["--wd", "nan"], "--wd: must be a finite number"),
     (["--momentum", "-0.9"], "--momentum: must not be negative"),
     (["--clip-gradient", "-5"], "--clip-gradient: must be positive"),
