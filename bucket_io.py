@@ -4,6 +4,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import urllib.request
 import zipfile
 
@@ -71,8 +72,11 @@ def find_corpus(data=None, mirror=DEFAULT_MIRROR, target=DEFAULT_CORPUS, downloa
     `mirror` folder once its sha256 matches; else the tutorial's download; else an error.
     """
     if data is not None:
-        if not os.path.isfile(data):
+        if not os.path.exists(data):
             raise CorpusError("corpus file not found: %s" % data)
+        if not os.path.isfile(data):
+            raise CorpusError("the corpus %s is not a regular file (a device, a pipe or a folder): give a text file"
+                              % data)
         return data
     if os.path.isfile(target):
         return target
@@ -91,17 +95,28 @@ def find_corpus(data=None, mirror=DEFAULT_MIRROR, target=DEFAULT_CORPUS, downloa
                       % (target, mirror, OBAMA_URL))
 
 
-def read_content(path):
-    """The whole text of a UTF-8 file."""
+# What a corpus may hold: its ids become float32 arrays, a line of the per-line protocol padded to
+# the longest bucket, so a larger text would not fit this project's machines.
+MAX_CORPUS_BYTES = 256 << 20
+
+
+def read_content(path, what="corpus", limit=MAX_CORPUS_BYTES):
+    """The whole text of a UTF-8 file of at most `limit` bytes. Only a regular file: a device or a pipe
+    could be endless (/dev/zero) or block for ever (a FIFO)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CorpusError("the %s %s is not a regular file (a device, a pipe or a folder): give a text file"
+                              % (what, path))
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(limit + 1)
     except OSError as err:
-        raise CorpusError("cannot read %s: %s" % (path, err.strerror))
+        raise CorpusError("cannot read the %s %s: %s" % (what, path, err.strerror))
+    if len(raw) > limit:
+        raise CorpusError("the %s %s is larger than the %d MB this reads" % (what, path, limit >> 20))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CorpusError("%s is not UTF-8 text: byte offset %d" % (path, err.start))
+        raise CorpusError("the %s %s is not UTF-8 text: byte offset %d" % (what, path, err.start))
 
 
 def vocab_from_text(text):
@@ -135,12 +150,23 @@ def split_sentences(content, seperate_char, max_len, split_long_lines=False):
     for number, sentence in enumerate(content.split(seperate_char), start=1):
         if len(sentence) > max_len:
             if not split_long_lines:
-                raise CorpusError("line %d is %d characters long, more than the largest bucket (%d); "
-                                  "use larger --buckets or --split-long-lines" % (number, len(sentence), max_len))
+                raise CorpusError("line %d is %d characters long, more than the largest bucket (%d)%s; use larger "
+                                  "--buckets or --split-long-lines" % (number, len(sentence), max_len,
+                                                                      _invisible_characters(sentence)))
             sentences += [sentence[i:i + max_len] for i in range(0, len(sentence), max_len)]
         elif sentence:
             sentences.append(sentence)
     return sentences
+
+
+def _invisible_characters(line):
+    """What a line holds that no one sees, said for an error message ('' if nothing)."""
+    said = []
+    if line.startswith("\ufeff"):
+        said.append("it starts with a byte-order mark, U+FEFF")
+    if line.endswith("\r"):
+        said.append("it ends in '\\r': the file has Windows line ends (CRLF), whose \\r counts as a character")
+    return " (%s)" % "; ".join(said) if said else ""
 
 
 def corpus_sentences(content, max_len, stream=False, split_long_lines=False, val_frac=0.0):

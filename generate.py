@@ -210,14 +210,12 @@ def parse_args(argv=None):
     return args
 
 
+# a seed is fed one character a step: a longer one would take hours before the first new character
+MAX_PRIME_BYTES = 1 << 20
+
+
 def read_prime_file(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as err:
-        raise SeedError("cannot read the prime file %s: %s" % (path, err.strerror))
-    except UnicodeDecodeError as err:
-        raise SeedError("the prime file %s is not UTF-8 text: byte offset %d" % (path, err.start))
+    return bucket_io.read_content(path, "prime file", MAX_PRIME_BYTES)
 
 
 def check_writable(path):

@@ -187,7 +187,8 @@ def render_page(title, text, ids, trace, vocab):
     plots = "".join(saturation_svg(name, *saturation[name]) for name in ("input", "forget", "output"))
     legend = " ".join('<span style="color:%s">&#9679; layer %d</span>' % (LAYER_COLOURS[i % len(LAYER_COLOURS)], i)
                       for i in range(trace.c.shape[0]))
-    data = json.dumps(page_data(text, ids, trace, vocab), separators=(",", ":")).replace("</", "<\\/")
+    # no "<" at all inside the script element: "</script" would end it and "<!--" change how it is read
+    data = json.dumps(page_data(text, ids, trace, vocab), separators=(",", ":")).replace("<", "\\u003c")
     with open(PAGE_TEMPLATE, encoding="utf-8") as f:
         page = f.read()
     return (page.replace("@TITLE@", html.escape(title)).replace("@BEST@", best_cells_html(properties, cells))
@@ -212,9 +213,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+# the page keeps 2 x layers x units bytes a character: 300 MB for this many with the 3x512 model
+MAX_CHARACTERS = 100_000
+
+
 def visualize(args):
     """Loads the checkpoint, traces the text and writes the page; returns the page's path."""
-    text = args.text if args.text_file is None else bucket_io.read_content(args.text_file)
+    text = args.text if args.text_file is None else bucket_io.read_content(args.text_file, "text file",
+                                                                           4 * MAX_CHARACTERS)
+    if len(text) > MAX_CHARACTERS:
+        raise bucket_io.CorpusError("the text has %d characters; the page holds at most %d (it stores every cell's "
+                                    "activation at each)" % (len(text), MAX_CHARACTERS))
     if checkpoint.is_run_file(args.prefix, args.out):
         raise checkpoint.CheckpointError("--out %s is one of the files of the checkpoint it reads (--prefix %s): "
                                          "give another path" % (args.out, args.prefix))

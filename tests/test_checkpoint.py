@@ -104,6 +104,12 @@ def test_bad_vocab_file_is_a_clear_error(tmp_path):
     open(prefix + "-vocab.json", "w").write('{"ab": 1}')
     with pytest.raises(CheckpointError, match="single characters"):
         checkpoint.load_vocab(prefix)
+    open(prefix + "-vocab.json", "w").write('{"a": 1, "b": 3}')
+    with pytest.raises(CheckpointError, match="numbers its 2 characters otherwise than 1 to 2"):
+        checkpoint.load_vocab(prefix)
+    open(prefix + "-vocab.json", "w").write('{"a": true}')
+    with pytest.raises(CheckpointError, match="single characters to ids"):
+        checkpoint.load_vocab(prefix)
 
 
 def truncating_save(real_save):

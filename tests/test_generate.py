@@ -1,5 +1,6 @@
 """generate.py: the generation functions on scripted models, and the command as a user runs it."""
 import itertools
+import json
 import os
 import re
 import signal
@@ -187,6 +188,14 @@ def test_generate_option_mistakes_are_one_clear_line(trained, tmp_path):
     assert_one_line_error(run_command("generate.py", "The", "--stream", "--num-samples", "2"), "--stream prints one sample")
     assert_one_line_error(run_command("generate.py", "--prime-file", str(tmp_path / "missing.txt"), "--prefix", prefix),
                           "cannot read the prime file")
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for device in ("/dev/zero", fifo):  # endless, or blocking for ever
+        assert_one_line_error(run_command("generate.py", "--prime-file", device, "--prefix", prefix),
+                              "the prime file %s is not a regular file" % device)
+    (tmp_path / "long.txt").write_text("The " * (1 << 18) + "!")
+    assert_one_line_error(run_command("generate.py", "--prime-file", str(tmp_path / "long.txt"), "--prefix", prefix),
+                          "the prime file .* is larger than the 1 MB this reads")
     assert_one_line_error(run_command("generate.py", "The", "--prefix", prefix, "--output", str(tmp_path / "no" / "dir.txt")),
                           "cannot write the output .*: No such file or directory")
 
@@ -258,3 +267,12 @@ def test_generate_never_writes_over_a_file_of_the_checkpoint(trained_copy, tmp_p
     assert_one_line_error(run_command("generate.py", "The ", "--prefix", prefix, "--length", "5", "--output", output),
                           "--output .* is one of the files of the checkpoint it reads")
     assert {p: open(p, "rb").read() for p in map(str, (tmp_path / "run").iterdir())} == before
+
+
+def test_generate_refuses_a_vocabulary_numbered_otherwise_than_training_does(trained_copy):
+    vocab = json.load(open(trained_copy + "-vocab.json", encoding="utf-8"))
+    shifted = {char: number + 1 for char, number in vocab.items()}  # the seed would be fed as other characters
+    with open(trained_copy + "-vocab.json", "w", encoding="utf-8") as f:
+        json.dump(shifted, f)
+    assert_one_line_error(run_command("generate.py", "The", "--prefix", trained_copy),
+                          "numbers its %d characters otherwise than 1 to %d" % (len(vocab), len(vocab)))

@@ -927,3 +927,25 @@ def test_a_stateful_partial_checkpoint_resumes_in_the_other_backend(small_corpus
     # the two backends' sums round differently: 1.6e-4 apart after the epoch, where the streams restarted
     # from zero states instead of the carried ones end 2.9e-3 apart
     assert_same(params(whole, 2), params(stopped, 2), tol=5e-4)
+
+
+def test_a_corpus_that_is_no_file_or_has_invisible_characters_is_named_so(small_corpus, tmp_path, monkeypatch):
+    prefix = str(tmp_path / "m")
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)  # reading it would block for ever
+    for device in ("/dev/zero", fifo):
+        assert_one_line_error(run_command("train_obama.py", *TINY, "--data", device, "--prefix", prefix),
+                              "the corpus %s is not a regular file" % device)
+    with open(small_corpus, encoding="utf-8") as f:
+        text = f.read()
+    for name, content, named in (("crlf.txt", text.replace("\n", "\r\n"), r"ends in '\\r': the file has Windows line ends"),
+                                 ("bom.txt", "\ufeff" + text, r"starts with a byte-order mark, U\+FEFF")):
+        (tmp_path / name).write_text(content, encoding="utf-8", newline="")
+        assert_one_line_error(run_command("train_obama.py", *TINY, "--data", str(tmp_path / name), "--prefix", prefix),
+                              r"line 1 is 130 characters long, more than the largest bucket \(129\) \(it %s" % named)
+    import bucket_io
+    monkeypatch.setattr(bucket_io, "MAX_CORPUS_BYTES", 1 << 20)  # a corpus larger than this is not read at all
+    (tmp_path / "big.txt").write_bytes(b"ab\n" * (1 << 19))
+    with pytest.raises(bucket_io.CorpusError, match="larger than the 1 MB this reads"):
+        bucket_io.read_content(str(tmp_path / "big.txt"), limit=bucket_io.MAX_CORPUS_BYTES)
+    assert not os.path.exists(prefix + "-0001.params")

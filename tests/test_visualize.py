@@ -92,6 +92,10 @@ def test_the_commands_bad_inputs_are_one_clear_line(trained, tmp_path):
     assert_one_line_error(run_command("visualize.py", "--prefix", prefix, "--text", "The", "--out",
                                       str(tmp_path / "no" / "cells.html")), "cannot write the page")
     assert_one_line_error(run_command("visualize.py", "--prefix", prefix), "one of the arguments --text --text-file")
+    assert_one_line_error(run_command("visualize.py", "--prefix", prefix, "--text-file", "/dev/zero"),
+                          "the text file /dev/zero is not a regular file")
+    assert_one_line_error(run_command("visualize.py", "--prefix", prefix, "--text", "a" * 100001),
+                          "the text has 100001 characters; the page holds at most 100000")
     assert os.listdir(tmp_path) == []
 
 
@@ -161,3 +165,26 @@ def test_cells_are_stored_at_64_levels_from_minus_one_to_one():
     decoded = np.array([[[visualize.LEVELS.index(ch) / 31.5 - 1 for ch in unit] for unit in layer] for layer in coded])
     np.testing.assert_allclose(decoded.transpose(0, 2, 1), activations, atol=1 / 63)
     assert coded[0][0][0] == "A" and coded[0][0][1] == "/"
+
+
+def test_a_text_that_looks_like_markup_is_shown_as_it_is(tmp_path):
+    """'<!--<script' in the text once made the page's data unreadable to its script: nothing drawn."""
+    if browser.missing():
+        pytest.skip(browser.missing())
+    text = 'a <!--<script> b </script> c "</" <b>d</b> -->'
+    vocab = {c: i + 1 for i, c in enumerate(dict.fromkeys(text))}
+    params = reference.random_params(1, len(vocab) + 1, HIDDEN, EMBED, len(vocab) + 1, seed=3)
+    model = LSTMInferenceModel(1, len(vocab) + 1, HIDDEN, EMBED, len(vocab) + 1,
+                               {k: mx.nd.array(v) for k, v in params.items()})
+    ids = [vocab[c] for c in text]
+    page = tmp_path / "page.html"
+    page.write_text(visualize.render_page("markup", text, np.array(ids), visualize.trace_text(model, params, ids),
+                                          vocab), encoding="utf-8")
+    chrome = browser.Browser()
+    try:
+        chrome.open(page.as_uri())
+        assert chrome.run("return document.querySelectorAll('#text span').length") == len(text)
+        assert chrome.run("return document.getElementById('text').textContent") == text
+        assert sum(bool(c) for c in chrome.run(COLOURS)) == len(text)
+    finally:
+        chrome.close()
