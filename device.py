@@ -218,6 +218,11 @@ def bf16_unavailable_reason(flags=None):
     return None
 
 
+def memory_bytes():
+    """The machine's memory (what the CPU trains in)."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def contexts_for(gpus_text=None, cpu=False):
     """The contexts for the commands' --gpus and --cpu flags, the choice logged in one line."""
     contexts, why = choose_contexts(gpus=parse_gpu_list(gpus_text) if gpus_text else None, cpu=cpu)

@@ -408,6 +408,16 @@ def backend_params(params, backend, num_lstm_layer, num_hidden):
     return fused
 
 
+def training_bytes(num_lstm_layer, num_hidden, num_embed, num_label, batch_size, seq_len):
+    """Less than the memory that training takes, whichever backend: the parameters with their gradients
+    and an optimizer's two states, and what a batch keeps for its backward pass (each layer's gates,
+    states and products at each step, the embedding and the softmax)."""
+    params = sum(int(np.prod(shape)) for shape in lstm_param_shapes(num_lstm_layer, num_hidden, num_embed).values())
+    params += num_label * num_embed + num_label * (num_hidden + 1)
+    per_step = num_lstm_layer * 12 * num_hidden + num_embed + 3 * num_label
+    return 4 * (4 * params + batch_size * seq_len * per_step)
+
+
 def initial_params(initializer, num_lstm_layer, num_hidden, num_embed):
     """Tutorial-named LSTM parameters initialised as FeedForward initialises the unrolled graph's,
     so that both backends start from the same weights."""

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 import device  # noqa: E402
 import mxnet as mx  # noqa: E402
+from mxnet.base import MXNetError  # noqa: E402
 
 import bucket_io  # noqa: E402
 import callbacks  # noqa: E402
@@ -247,6 +248,9 @@ def refusal(args):
         return "--bf16 needs --rnn-backend unrolled: MXNet 1.9.1's RNN operator has no bfloat16"
     if args.bf16 and device.bf16_unavailable_reason():
         return "--bf16 needs a CPU with AVX-512 bf16: %s" % device.bf16_unavailable_reason()
+    if args.kv_store.startswith("dist") and "DMLC_ROLE" not in os.environ:
+        return ("--kv-store %s trains on MXNet's parameter server, which the DMLC_* variables configure: start it "
+                "with dist_launch.py (see the README's Training across machines)" % args.kv_store)
     return None
 
 
@@ -272,6 +276,7 @@ def train(args, contexts):
     corpus = bucket_io.find_corpus(args.data, mirror=args.data_mirror)
     vocab = bucket_io.build_vocab(corpus)
     logging.info("Corpus %s: vocab size = %d", corpus, len(vocab))
+    check_memory(args, len(vocab) + 1, contexts)
     kv = mx.kv.create(args.kv_store)
     writes = kv.rank == 0  # in distributed training only the first worker writes files
     data_train, data_val = (load_streams if args.stateful else load_data)(args, corpus, vocab, kv)
@@ -326,6 +331,18 @@ def train(args, contexts):
                       batch_end_callback=calls.batch_end, epoch_end_callback=calls.epoch_end,
                       eval_end_callback=calls.eval_end, eval_batch_end_callback=calls.eval_batch_end)
     return model
+
+
+def check_memory(args, num_label, contexts):
+    """Refuses, before anything is built, sizes whose training cannot fit the machine's memory."""
+    steps = max(args.buckets or [args.seq_len])
+    needed = lstm.training_bytes(args.num_lstm_layer, args.num_hidden, args.num_embed, num_label, args.batch_size,
+                                 steps)
+    if all(ctx.device_type == "cpu" for ctx in contexts) and needed > device.memory_bytes():
+        raise device.DeviceError(
+            "%d layers of %d units, batches of %d x %d steps: training needs more than %.0f GB, and this machine "
+            "has %.0f GB; give smaller sizes" % (args.num_lstm_layer, args.num_hidden, args.batch_size, steps,
+                                                 needed / 2 ** 30, device.memory_bytes() / 2 ** 30))
 
 
 def load_data(args, corpus, vocab, kv):
@@ -560,6 +577,13 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
     return Callbacks(batch_end, epoch_end, evaluated, eval_batch_end, stop)
 
 
+def mxnet_message(err):
+    """The line of an MXNetError that says what went wrong (MXNet adds a stack trace)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    said = [line for line in lines if "Check failed" in line or "Error" in line] or lines or ["(no message)"]
+    return said[0][:300]
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
@@ -570,6 +594,10 @@ def main(argv=None):
         train(args, contexts)
     except (bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
         return cli.fail("train_obama.py", err)
+    except MemoryError:
+        return cli.fail("train_obama.py", "out of memory: give smaller sizes (--num-hidden, --batch-size, --seq-len)", 1)
+    except MXNetError as err:  # what the checks above could not foresee, in MXNet's words
+        return cli.fail("train_obama.py", "MXNet failed: %s" % mxnet_message(err), 1)
     except callbacks.TrainingStopped as stop:
         print("train_obama.py: %s" % stop, file=sys.stderr)
         return stop.exit_code

@@ -538,6 +538,7 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--lr-final", "0.001"], "--lr-final is where --lr-cosine ends"),
     (["--warmup-epochs", "-1"], "--warmup-epochs: must not be negative"),
     (["--resume", "--overwrite"], "--resume carries on the run under --prefix and --overwrite starts a new one"),
+    (["--kv-store", "dist_sync"], "start it with dist_launch.py"),  # without the DMLC_* variables
 ])
 def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -737,7 +738,8 @@ def test_resume_keeps_the_runs_data_model_and_backend_and_names_them_in_a_refusa
     assert "not with --buckets" in refusal and refusal.endswith("--stateful: the run's own, kept on --resume)")
 
 
-def test_resume_keeps_the_runs_anneal_unless_another_schedule_or_a_parameter_server(tmp_path, caplog):
+def test_resume_keeps_the_runs_anneal_unless_another_schedule_or_a_parameter_server(tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("DMLC_ROLE", "worker")  # as dist_launch.py starts a worker
     prefix = str(tmp_path / "m")
     checkpoint.save_run(prefix, epoch=1, batch=0, options={"lr_anneal": 0.5, "clip_global_norm": 7.0})
     assert train_obama.parse_args(["--prefix", prefix, "--resume"]).lr_anneal == 0.5
@@ -949,3 +951,21 @@ def test_a_corpus_that_is_no_file_or_has_invisible_characters_is_named_so(small_
     with pytest.raises(bucket_io.CorpusError, match="larger than the 1 MB this reads"):
         bucket_io.read_content(str(tmp_path / "big.txt"), limit=bucket_io.MAX_CORPUS_BYTES)
     assert not os.path.exists(prefix + "-0001.params")
+
+
+@pytest.mark.parametrize("sizes", [["--seq-len", "100000000"], ["--num-hidden", "100000"]])
+def test_sizes_memory_cannot_hold_are_one_line(small_corpus, tmp_path, sizes):
+    assert_one_line_error(run_command("train_obama.py", "--data", small_corpus, "--prefix", str(tmp_path / "m"), *sizes),
+                          r"training needs more than \d+ GB, and this machine has \d+ GB; give smaller sizes")
+    assert os.listdir(tmp_path) == []
+
+
+def test_what_mxnet_refuses_unforeseen_is_one_line(small_corpus, tmp_path, monkeypatch, capsys):
+    def refuse(*_args, **_kwargs):
+        raise mx.base.MXNetError("[23:10:01] ../src/storage/storage.cc:199: Check failed: e == cudaSuccess\n"
+                                 "Stack trace:\n  [bt] (0) /lib/libmxnet.so(+0x1) [0x7f]")
+    monkeypatch.setattr(mx.model.FeedForward, "fit", refuse)
+    assert train("--data", small_corpus, "--prefix", str(tmp_path / "m")) == 1
+    errors = error_lines(capsys.readouterr().err)
+    assert errors == ["train_obama.py: error: MXNet failed: [23:10:01] ../src/storage/storage.cc:199: Check failed: "
+                      "e == cudaSuccess"]
