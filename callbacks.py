@@ -414,8 +414,10 @@ def stop_on_divergence(metric, resumed):
 
 class StopOnSignal:
     """Ctrl-C, SIGTERM or SIGHUP (a closed terminal): finishes the batch, writes the partial
-    checkpoint (`checkpointer`; None where another process writes) and stops; during an
-    evaluation, it stops once the epoch is done (`after_epoch`). A second signal stops at once.
+    checkpoint (`checkpointer`) and stops; during an evaluation, it stops once the epoch is done
+    (`after_epoch`). A second signal stops at once. A worker of distributed training that writes
+    nothing (no `checkpointer`) trains on: under dist_sync the first worker's batch needs the
+    others' gradients, and they may be a batch behind it.
     Use it as a context manager around fit, which installs and then restores the signal handlers;
     a signal ignored when the run starts (SIGHUP under nohup) stays ignored."""
 
@@ -438,21 +440,23 @@ class StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        logging.info("Signal %d: stopping after this batch (or this evaluation) and writing a checkpoint", signum)
+        if self.checkpointer is None:
+            logging.info("Signal %d: training on until the first worker has written its checkpoint and stopped "
+                         "(dist_launch.py then stops this one; a second signal stops it at once)", signum)
+        else:
+            logging.info("Signal %d: stopping after this batch (or this evaluation) and writing a checkpoint", signum)
 
     def after_epoch(self, param):
         """Eval end (or epoch end), after the epoch is written: stops where a signal came meanwhile."""
-        if self.signum is not None:
+        if self.signum is not None and self.checkpointer is not None:
             raise TrainingStopped("stopped by signal %d at the end of epoch %d, which is written whole: carry on "
                                   "with the same command and --resume" % (self.signum, param.epoch + 1),
                                   128 + self.signum)
 
     def __call__(self, param):
-        if self.signum is None:
-            return
-        if self.checkpointer is None:
-            raise TrainingStopped("stopped by signal %d; the first worker writes the checkpoint" % self.signum,
-                                  128 + self.signum)
+        if self.signum is None or self.checkpointer is None:
+            return  # a worker that writes nothing trains on, so that the first worker can finish its batch
+
         arg_params, aux_params = param.locals["arg_params"], param.locals["aux_params"]
         param.locals["executor_manager"].copy_to(arg_params, aux_params)
         self.checkpointer.save_partial(param.epoch, arg_params, aux_params)

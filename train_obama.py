@@ -607,4 +607,11 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status and os.environ.get("DMLC_ROLE") == "worker":
+        # a worker of MXNet's parameter server that stops early: at exit MXNet would wait for the
+        # workers still training, for ever; end now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

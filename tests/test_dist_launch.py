@@ -1,15 +1,20 @@
 """dist_launch.py: training on MXNet's parameter server, a scheduler, one server and two workers
 on 127.0.0.1, against one worker doing the same sums."""
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 import checkpoint
 
 import dist_launch
-from conftest import TINY, run_command
+from conftest import REPO, TINY, run_command
 
 # in order, without dropout or held-out lines, so that one worker can do the same sums as two
 EXACT = ["--dropout", "0", "--val-frac", "0", "--no-shuffle", "--learning-rate", "0.1"]
@@ -107,3 +112,83 @@ def test_stateful_training_gives_each_worker_its_own_streams(small_corpus, tmp_p
     # 38,700 characters in two parts, each in 8 streams of 2,418: 18 batches of 129 steps
     assert "[worker 0]" in dist.stdout and dist.stdout.count("Streams: 8 of 2418 characters, 18 batches") == 2
     assert checkpoint.epochs(prefix) == [1]
+
+
+def left_running(*patterns):
+    """The command lines of processes still running that match any of the patterns."""
+    found = subprocess.run(["pgrep", "-af", "|".join(patterns)], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+def wait_gone(*patterns, timeout=30):
+    deadline = time.time() + timeout
+    while left_running(*patterns) and time.time() < deadline:
+        time.sleep(0.2)
+    return left_running(*patterns)
+
+
+def start_launcher(small_corpus, prefix):
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "dist_launch.py"), "--num-workers", "2", *TINY,
+                             "--data", small_corpus, "--prefix", prefix, "--num-epoch", "50"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(r"\[worker 0\] .*Epoch\[0\] Batch \[0-5\]", line):
+            return proc
+    raise AssertionError("the workers did not train:\n" + "".join(lines[-40:]))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_launcher_keeps_worker_0s_checkpoint_and_leaves_nothing_running(small_corpus, tmp_path,
+                                                                                      signum):
+    prefix = str(tmp_path / "m")
+    proc = start_launcher(small_corpus, prefix)
+    proc.send_signal(signum)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signum, out[-3000:]
+    assert wait_gone(str(tmp_path), "import mxnet") == []
+    record = checkpoint.load_run(prefix)
+    assert record["batch"] > 0 and os.path.exists(checkpoint.path("partial", prefix, record["epoch"])), out[-3000:]
+    assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
+
+
+def test_kill_9_to_the_launcher_leaves_nothing_running(small_corpus, tmp_path):
+    proc = start_launcher(small_corpus, str(tmp_path / "m"))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert wait_gone(str(tmp_path), "import mxnet") == []
+
+
+def test_a_scheduler_that_cannot_bind_its_port_ends_the_launch(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        marker = "sleep-%s" % tmp_path.name
+        launch = ("import sys, dist_launch; dist_launch.free_port = lambda: %d; "
+                  "sys.exit(dist_launch.launch_local([sys.executable, '-c', 'import time; time.sleep(600)', %r], 1, 1))"
+                  % (taken.getsockname()[1], marker))
+        result = subprocess.run([sys.executable, "-c", launch], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "the scheduler ended with status 1 before the workers were done" in result.stdout
+    assert "bind failed" in result.stdout
+    assert wait_gone(marker, "import mxnet") == []
+
+
+def test_a_server_that_dies_ends_the_launch(small_corpus, tmp_path):
+    proc = start_launcher(small_corpus, str(tmp_path / "m"))
+    servers = [pid for pid in os.listdir("/proc") if pid.isdigit() and b"DMLC_ROLE=server" in environ(pid)
+               and ("DMLC_PS_ROOT_PORT=" in environ(pid).decode(errors="replace"))
+               and os.getsid(int(pid)) != os.getsid(0)]
+    assert servers
+    os.kill(int(servers[0]), signal.SIGKILL)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0 and "the server 0 ended with status 137 before the workers were done" in out, out[-2000:]
+    assert wait_gone(str(tmp_path), "import mxnet") == []
+
+
+def environ(pid):
+    try:
+        with open("/proc/%s/environ" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
