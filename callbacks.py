@@ -4,8 +4,8 @@ mx.callback, each with one job, and the perplexity metric they report.
 FeedForward.fit calls, in each epoch: the batch-end callbacks after every batch; then the
 epoch-end callbacks, with the epoch's weights; then, only where there is held-out data, it
 evaluates and calls the eval-end callbacks. So the work that needs the validation loss (the best
-copy, annealing, the metrics row) happens at eval end where there is held-out data, else at
-epoch end.
+copy, annealing, the metrics row, then the run record's count of epochs done: see EpochEnd)
+happens at eval end where there is held-out data, else at epoch end.
 """
 import logging
 import math

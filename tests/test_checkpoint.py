@@ -96,19 +96,16 @@ def test_failed_write_leaves_the_earlier_file(tmp_path):
     assert os.listdir(tmp_path) == ["m-vocab.json"]
 
 
-def test_bad_vocab_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read the vocabulary"),
+    ('{"ab": 1}', "single characters"),
+    ('{"a": true}', "single characters to ids"),
+    ('{"a": 1, "b": 3}', "numbers its 2 characters otherwise than 1 to 2"),  # the seed would be fed as others
+])
+def test_bad_vocab_file_is_a_clear_error(tmp_path, content, message):
     prefix = str(tmp_path / "m")
-    open(prefix + "-vocab.json", "w").write("{not json")
-    with pytest.raises(CheckpointError, match="cannot read the vocabulary"):
-        checkpoint.load_vocab(prefix)
-    open(prefix + "-vocab.json", "w").write('{"ab": 1}')
-    with pytest.raises(CheckpointError, match="single characters"):
-        checkpoint.load_vocab(prefix)
-    open(prefix + "-vocab.json", "w").write('{"a": 1, "b": 3}')
-    with pytest.raises(CheckpointError, match="numbers its 2 characters otherwise than 1 to 2"):
-        checkpoint.load_vocab(prefix)
-    open(prefix + "-vocab.json", "w").write('{"a": true}')
-    with pytest.raises(CheckpointError, match="single characters to ids"):
+    open(prefix + "-vocab.json", "w").write(content)
+    with pytest.raises(CheckpointError, match=message):
         checkpoint.load_vocab(prefix)
 
 
