@@ -111,6 +111,8 @@ def test_resume_gives_the_same_parameters_as_one_run(small_corpus, tmp_path, opt
     assert_same(params(one, 2), params(two, 2))
     assert np.abs(params(two, 2)["cls_weight"] - params(two, 1)["cls_weight"]).max() > 1e-3
     assert [float(r["learning_rate"]) for r in read_metrics(two)] == rates
+    # the same held-out text scored at every evaluation, whichever process makes it
+    assert [r["val_perplexity"] for r in read_metrics(two)] == [r["val_perplexity"] for r in read_metrics(one)]
     # nothing left to do
     assert train(*common, "--prefix", two, "--num-epoch", "2", "--resume") == 0
     assert checkpoint.epochs(two) == [1, 2]

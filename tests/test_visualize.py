@@ -171,7 +171,7 @@ def test_a_text_that_looks_like_markup_is_shown_as_it_is(tmp_path):
     """'<!--<script' in the text once made the page's data unreadable to its script: nothing drawn."""
     if browser.missing():
         pytest.skip(browser.missing())
-    text = 'a <!--<script> b </script> c "</" <b>d</b> -->'
+    text = 'a <!--<script> b </script> c "</" <b>d</b> e'  # the comment never closed, as in the issue
     vocab = {c: i + 1 for i, c in enumerate(dict.fromkeys(text))}
     params = reference.random_params(1, len(vocab) + 1, HIDDEN, EMBED, len(vocab) + 1, seed=3)
     model = LSTMInferenceModel(1, len(vocab) + 1, HIDDEN, EMBED, len(vocab) + 1,
