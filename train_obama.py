@@ -56,11 +56,8 @@ def add_data_options(data):
     data.add_argument("--seed", type=cli.random_seed, default=0, help="seeds the initial weights, dropout and batch order")
 
 
-def build_parser():
-    """The options, in groups: data, model, optimization, checkpoints, where."""
-    p = argparse.ArgumentParser(description="Train the tutorial's character-level LSTM.")
-    add_data_options(p.add_argument_group("data"))
-    model = p.add_argument_group("model")
+def add_model_options(model):
+    """The network, its regularisation and the backend that runs it."""
     model.add_argument("--num-embed", type=cli.positive_int, default=256)
     model.add_argument("--num-lstm-layer", type=cli.positive_int, default=3)
     model.add_argument("--num-hidden", type=cli.positive_int, default=512)
@@ -81,7 +78,9 @@ def build_parser():
                        help="unrolled backend on a CPU with AVX-512 bf16: matrix products in bfloat16 (float32 "
                             "parameters and checkpoints)")
 
-    optimization = p.add_argument_group("optimization")
+
+def add_optimization_options(optimization):
+    """The optimizer and its learning-rate schedule."""
     optimization.add_argument("--num-epoch", type=cli.positive_int, default=1, help="train until this many epochs are done")
     optimization.add_argument("--optimizer", choices=["sgd", "adam", "rmsprop"], default="sgd")
     optimization.add_argument("--learning-rate", type=cli.positive_float, default=0.01)
@@ -107,6 +106,14 @@ def build_parser():
     optimization.add_argument("--warmup-epochs", type=cli.non_negative_float, default=0.0,
                               help="raise the learning rate linearly from 0 over this many epochs (such as 0.5) "
                                    "before any schedule")
+
+
+def build_parser():
+    """The options, in groups: data, model, optimization, checkpoints, where."""
+    p = argparse.ArgumentParser(description="Train the tutorial's character-level LSTM.")
+    add_data_options(p.add_argument_group("data"))
+    add_model_options(p.add_argument_group("model"))
+    add_optimization_options(p.add_argument_group("optimization"))
 
     saving = p.add_argument_group("checkpoints")
     cli.add_checkpoint_options(saving, checkpoint.DEFAULT_PREFIX)
@@ -281,20 +288,7 @@ def train(args, contexts):
     writes = kv.rank == 0  # in distributed training only the first worker writes files
     data_train, data_val = (load_streams if args.stateful else load_data)(args, corpus, vocab, kv)
 
-    # the symbol: one unrolled graph a bucket length, as the tutorial's sym_gen
-    num_label = len(vocab) + 1
-    unroll = lstm.fused_lstm_unroll if args.rnn_backend == "fused" else lstm.lstm_unroll
-
-    def sym_gen(seq_len):
-        symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
-                        num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
-                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout,
-                        batch_width=data_train.default_bucket_key)  # every batch comes the longest bucket's width
-        return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
-    with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
-        saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, data_train.default_bucket_key, num_label,
-                                        args.num_hidden, args.num_embed, num_label, args.dropout,
-                                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout)
+    sym_gen, saved_symbol = symbols(args, len(vocab) + 1, data_train.default_bucket_key)
 
     with checkpoint.RunLock(args.prefix) if writes else contextlib.nullcontext():
         # the starting point: fresh weights, or where the checkpoints under --prefix left off
@@ -304,13 +298,7 @@ def train(args, contexts):
         if start.epoch >= args.num_epoch:
             logging.info("Already trained for %d epochs (--num-epoch %d): nothing to do", start.epoch, args.num_epoch)
             return None
-        if args.resume:
-            logging.info("Resuming at epoch %d%s", start.epoch + 1,
-                         ", after batch %d" % start.batch if start.batch else "")
-            mx.random.seed(callbacks.batch_seed(args.seed, start.epoch, start.batch))  # the masks of this batch
-        data_train.resume_at(start.epoch, start.batch)
-        if args.stateful and start.batch:
-            restore_carried(args.prefix, start.epoch, data_train, args.rnn_backend)
+        begin_at(args, start, data_train)
         if writes:
             record_run(args, vocab, start)
 
@@ -331,6 +319,33 @@ def train(args, contexts):
                       batch_end_callback=calls.batch_end, epoch_end_callback=calls.epoch_end,
                       eval_end_callback=calls.eval_end, eval_batch_end_callback=calls.eval_batch_end)
     return model
+
+
+def symbols(args, num_label, batch_width):
+    """The training graphs, one unrolled graph a bucket length as the tutorial's sym_gen (each fed
+    batches `batch_width` wide), and the symbol that checkpoints save, as the tutorial saved it."""
+    unroll = lstm.fused_lstm_unroll if args.rnn_backend == "fused" else lstm.lstm_unroll
+
+    def sym_gen(seq_len):
+        symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
+                        num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
+                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout, batch_width=batch_width)
+        return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
+    with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
+        saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, batch_width, num_label, args.num_hidden, args.num_embed,
+                                        num_label, args.dropout, weight_drop=args.weight_drop,
+                                        embed_dropout=args.embed_dropout)
+    return sym_gen, saved_symbol
+
+
+def begin_at(args, start, data_train):
+    """Puts the data, the dropout masks and the carried states where the run starts."""
+    if args.resume:
+        logging.info("Resuming at epoch %d%s", start.epoch + 1, ", after batch %d" % start.batch if start.batch else "")
+        mx.random.seed(callbacks.batch_seed(args.seed, start.epoch, start.batch))  # the masks of this batch
+    data_train.resume_at(start.epoch, start.batch)
+    if args.stateful and start.batch:
+        restore_carried(args.prefix, start.epoch, data_train, args.rnn_backend)
 
 
 def check_memory(args, num_label, contexts):
