@@ -257,7 +257,7 @@ def refusal(args):
         return "--bf16 needs a CPU with AVX-512 bf16: %s" % device.bf16_unavailable_reason()
     if args.kv_store.startswith("dist") and "DMLC_ROLE" not in os.environ:
         return ("--kv-store %s trains on MXNet's parameter server, which the DMLC_* variables configure: start it "
-                "with dist_launch.py (see the README's Training across machines)" % args.kv_store)
+                "with dist_launch.py (see docs/where.md)" % args.kv_store)
     return None
 
 
