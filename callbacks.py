@@ -423,8 +423,8 @@ class StopOnSignal:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, prefix, checkpointer, resumed, batch_size):
-        self.prefix, self.checkpointer, self.resumed, self.batch_size = prefix, checkpointer, resumed, batch_size
+    def __init__(self, prefix, checkpointer, resumed):
+        self.prefix, self.checkpointer, self.resumed = prefix, checkpointer, resumed
         self.signum, self.previous = None, {}
 
     def __enter__(self):
@@ -461,7 +461,7 @@ class StopOnSignal:
         param.locals["executor_manager"].copy_to(arg_params, aux_params)
         self.checkpointer.save_partial(param.epoch, arg_params, aux_params)
         done = param.nbatch + self.resumed.skipped(param.epoch)
-        checkpoint.save_run(self.prefix, epoch=param.epoch, batch=done, batch_size=self.batch_size)
+        checkpoint.save_run(self.prefix, epoch=param.epoch, batch=done)
         raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
                               "written: carry on with the same command and --resume"
                               % (self.signum, param.epoch + 1, done), 128 + self.signum)

@@ -371,7 +371,7 @@ def load_run(prefix):
     if record is None:
         return None
     if not isinstance(record, dict) or not _count(record.get("epoch")) or not _count(record.get("batch")) \
-            or not _count(record.get("batch_size", 1), 1) or not isinstance(record.get("options", {}), dict):
+            or not isinstance(record.get("options", {}), dict):
         raise CheckpointError("%s is not a run record of this project: it holds the run's options and how far it "
                               "got; restore it, or move it away to resume the newest epoch with this command's "
                               "options" % path("run", prefix))
@@ -475,32 +475,32 @@ def _metrics_problem(header, rows):
     return None
 
 
+MAX_METRICS_BYTES = 16 << 20  # a row an epoch: far more than any run writes
+
+
 def _read_metrics_file(source):
     """The header and rows (lists of strings) of a metrics file, refused (CheckpointError) unless ours."""
     try:
         with open(source, "rb") as f:
-            text = f.read(MAX_METRICS_BYTES + 1).decode("utf-8")
-        lines = list(csv.reader(io.StringIO(text, newline="")))
+            raw = f.read(MAX_METRICS_BYTES + 1)
     except OSError as err:
         raise CheckpointError("cannot read %s: %s" % (source, err.strerror or err))
+    try:
+        lines = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+        problem = ("it is larger than %d MB" % (MAX_METRICS_BYTES >> 20) if len(raw) > MAX_METRICS_BYTES
+                   else _metrics_problem(lines[0] if lines else None, lines[1:]))
     except (UnicodeDecodeError, csv.Error):
-        lines = None
-    problem = "it is not UTF-8 CSV text" if lines is None else (
-        "it is larger than %d MB" % (MAX_METRICS_BYTES >> 20) if len(text) > MAX_METRICS_BYTES else
-        _metrics_problem(lines[0] if lines else None, lines[1:]))
+        problem = "it is not UTF-8 CSV text"
     if problem:
         raise CheckpointError("%s is not a metrics file of this project (%s): move it away, or give another "
                               "--prefix" % (source, problem))
     return lines[0], lines[1:]
 
 
-MAX_METRICS_BYTES = 16 << 20  # a row an epoch: far more than any run writes
-
-
 def check_metrics(prefix):
     """Refuses (CheckpointError) a `<prefix>-metrics.csv` that is not ours, before a run writes anything."""
     if os.path.lexists(path("metrics", prefix)):
-        _read_metrics_file(path("metrics", prefix))
+        read_metrics(prefix)
 
 
 def save_metrics_row(prefix, row):

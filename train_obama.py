@@ -481,7 +481,7 @@ BATCH_OPTIONS = ("data", "seq_len", "buckets", "split_long_lines", "stream", "st
 
 def check_same_batches(args, record, epoch, batch):
     """Refuses to resume a partial checkpoint with data options other than the run's."""
-    saved = dict((record or {}).get("options") or {}, batch_size=(record or {}).get("batch_size", args.batch_size))
+    saved = (record or {}).get("options") or {}
     here = dict(vars(args), data=args.data and os.path.abspath(args.data))
     for name in BATCH_OPTIONS:
         if name in saved and saved[name] != here[name]:
@@ -511,7 +511,7 @@ def record_run(args, vocab, start):
     if start.saved_optimizer is not None:  # it goes on: the record keeps its options, not the defaults
         options.update(saved_optimizer_options(args, start.saved_optimizer,
                                                (checkpoint.load_run(args.prefix) or {}).get("options") or {}))
-    checkpoint.save_run(args.prefix, options=options, backend=args.rnn_backend, batch_size=args.batch_size,
+    checkpoint.save_run(args.prefix, options=options, backend=args.rnn_backend,
                         model=dict(num_lstm_layer=args.num_lstm_layer, num_hidden=args.num_hidden,
                                    num_embed=args.num_embed, num_label=len(vocab) + 1),
                         epoch=start.epoch, batch=start.batch, best_val_loss=start.best_loss)
@@ -563,7 +563,7 @@ def make_callbacks(args, metric, optimizer, symbol, data_train, data_val, start,
                                     num_hidden=args.num_hidden, num_embed=args.num_embed)
     saver = callbacks.Checkpointer(args.prefix, symbol, to_tutorial, optimizer, args.rnn_backend,
                                    data_train.states if args.stateful else None) if writes else None
-    stop = callbacks.StopOnSignal(args.prefix, saver, resumed, args.batch_size)
+    stop = callbacks.StopOnSignal(args.prefix, saver, resumed)
     carry = [callbacks.carry_states(data_train)] if args.stateful else []
     # only the dropouts draw random numbers in a batch
     reseed = ([callbacks.seed_next_batch(args.seed, data_train.num_batches, resumed)]
