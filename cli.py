@@ -30,6 +30,24 @@ def exit_quietly_on_interrupt():
         signal.signal(signal.SIGINT, handler)
 
 
+def run(main, end_at_once=False):
+    """Runs a script's `main` and exits with its status. An interrupt ends the process at once, once
+    `finally` blocks have run: Python's clean-up at exit would finalize objects the interrupt left
+    half made (an MXNet array cut off in its constructor prints a traceback then). `end_at_once`
+    does the same for any failure (a distributed worker, which MXNet would keep waiting at exit)."""
+    try:
+        status = main()
+    except SystemExit as stop:
+        if stop.code != INTERRUPTED:
+            raise
+        status = INTERRUPTED
+    if status == INTERRUPTED or (status and end_at_once):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 def _invalid(message):
     """The error an argument type raises: argparse prints it as one line naming the option."""
     import argparse

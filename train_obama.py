@@ -622,11 +622,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    status = main()
-    if status and os.environ.get("DMLC_ROLE") == "worker":
-        # a worker of MXNet's parameter server that stops early: at exit MXNet would wait for the
-        # workers still training, for ever; end now
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
+    # a worker of MXNet's parameter server that stops early ends at once: at exit MXNet would wait
+    # for the workers still training, for ever
+    cli.run(main, end_at_once=os.environ.get("DMLC_ROLE") == "worker")

@@ -68,3 +68,32 @@ def test_ctrl_c_from_the_first_import_on_is_quiet(script):
         assert said == [], "%s after %s s: %s" % (script, delay, err[-2000:])
         if not out.startswith("usage:"):  # else it printed its help and was ending when the signal came
             assert proc.returncode == 130, "%s after %s s: %s" % (script, delay, proc.returncode)
+
+
+SCRIPT_INTERRUPTED_MIDWAY = """
+import sys
+sys.path.insert(0, %r)
+import cli
+
+class HalfMade:  # as an MXNet array whose constructor an interrupt cut off: its finaliser fails
+    def __del__(self):
+        sys.stderr.write("Traceback: finalised at exit\\n")
+
+def main():
+    global kept
+    kept = HalfMade()
+    raise SystemExit(cli.INTERRUPTED)  # what the Ctrl-C handler raises
+
+cli.run(main)
+"""
+
+
+def test_an_interrupted_script_ends_without_finalising_what_the_interrupt_cut_off():
+    done = subprocess.run([sys.executable, "-c", SCRIPT_INTERRUPTED_MIDWAY % REPO], capture_output=True, text=True)
+    assert done.returncode == cli.INTERRUPTED and done.stderr == "", done.stderr
+
+
+def test_run_exits_with_mains_status():
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); import cli; cli.run(lambda: 3)"
+                           % REPO], capture_output=True, text=True)
+    assert done.returncode == 3
