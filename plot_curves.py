@@ -11,7 +11,6 @@ if __name__ == "__main__":
     cli.exit_quietly_on_interrupt()  # from the first import on, also while MXNet loads
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 
 import checkpoint  # noqa: E402
 
