@@ -15,7 +15,14 @@ import mxnet as mx
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CORPUS = os.path.join(REPO_DIR, "data", "obama.txt")
+# A folder holding obama.txt to copy from when data/obama.txt is missing: $CORPUS_MIRROR, else the
+# project's shared data folder beside the checkout
+MIRROR_VARIABLE = "CORPUS_MIRROR"
 DEFAULT_MIRROR = os.path.join(REPO_DIR, "..", "shared", "data")
+
+
+def corpus_mirror():
+    return os.environ.get(MIRROR_VARIABLE) or DEFAULT_MIRROR
 OBAMA_SHA256 = "83ed83f6378b2b9a7d6a87fc158fb176267017ac4d5a8da0557f1b11c6b05285"
 OBAMA_URL = "http://data.mxnet.io/data/char_lstm.zip"
 
@@ -65,12 +72,14 @@ def _download_obama(target, timeout=10):
             os.remove(tmp_zip)
 
 
-def find_corpus(data=None, mirror=DEFAULT_MIRROR, target=DEFAULT_CORPUS, download=True):
+def find_corpus(data=None, mirror=None, target=DEFAULT_CORPUS, download=True):
     """The path of the training corpus.
 
     `data` if given; else `target` (data/obama.txt); if that is missing, a copy from the
-    `mirror` folder once its sha256 matches; else the tutorial's download; else an error.
+    `mirror` folder (default: corpus_mirror()) once its sha256 matches; else the tutorial's
+    download; else an error.
     """
+    mirror = mirror or corpus_mirror()
     if data is not None:
         if not os.path.exists(data):
             raise CorpusError("corpus file not found: %s" % data)
@@ -169,13 +178,10 @@ def _invisible_characters(line):
     return " (%s)" % "; ".join(said) if said else ""
 
 
-def corpus_sentences(content, max_len, stream=False, split_long_lines=False, val_frac=0.0):
-    """The training and the held-out sentences of a text: one a line, or (`stream`) pieces of
-    `max_len` cut from the continuous text; the last `val_frac` of them held out."""
-    if stream:
-        sentences = [content[i:i + max_len] for i in range(0, len(content), max_len)]
-    else:
-        sentences = split_sentences(content, "\n", max_len, split_long_lines)
+def corpus_sentences(content, max_len, split_long_lines=False, val_frac=0.0):
+    """The training and the held-out sentences of a text, one a line; the last `val_frac` of them
+    held out."""
+    sentences = split_sentences(content, "\n", max_len, split_long_lines)
     held_out = int(round(len(sentences) * val_frac))
     return sentences[:len(sentences) - held_out], sentences[len(sentences) - held_out:]
 
@@ -376,3 +382,46 @@ class StreamIter(mx.io.DataIter):
         return mx.io.DataBatch(data=[mx.nd.array(data)] + self.states, label=[mx.nd.array(label)],
                                bucket_key=self.seq_len, provide_data=self.provide_data,
                                provide_label=self.provide_label)
+
+
+def line_iterators(corpus, vocab, buckets, batch_size, states, seed=0, shuffle=True, split_long_lines=False,
+                   val_frac=0.0, worker=(0, 1)):
+    """The training iterator of the per-line protocol, and the held-out one (None where nothing is
+    held out): one sample a line, in buckets. `worker` (rank, count): a distributed worker's share."""
+    buckets = sorted(buckets)
+    train_sentences, val_sentences = corpus_sentences(read_content(corpus), buckets[-1], split_long_lines, val_frac)
+    max_batches = None
+    if worker[1] > 1:
+        train_sentences, max_batches = worker_share(train_sentences, buckets, batch_size, *worker)
+        logging.info("Worker %d of %d: %d sentences, %d batches of %d an epoch", worker[0], worker[1],
+                     len(train_sentences), max_batches, batch_size)
+    data_train = BucketSentenceIter(corpus, vocab, buckets, batch_size, states, seed=seed, sentences=train_sentences,
+                                    shuffle=shuffle, max_batches=max_batches)
+    if data_train.num_batches == 0:
+        raise CorpusError("%s has fewer sentences than one batch (%d) in any bucket" % (corpus, batch_size))
+    if not val_sentences:
+        return data_train, None
+    # every held-out sentence, in the same batches at every evaluation: the same text is scored each time
+    return data_train, BucketSentenceIter(corpus, vocab, buckets, batch_size, states, sentences=val_sentences,
+                                          shuffle=False, pad_last=True)
+
+
+def stream_iterators(corpus, vocab, seq_len, batch_size, states, val_frac=0.0, worker=(0, 1)):
+    """The iterators of stateful training: the running text in `batch_size` streams, the held-out
+    tail (the lines the per-line protocol holds out) in as many, every character of it scored."""
+    content = read_content(corpus)
+    if wrap_length(content):
+        logging.info("The corpus is hard-wrapped at %d characters: its newlines are joined, as one running text",
+                     wrap_length(content))
+    train_text, val_text = stream_texts(content, val_frac)
+    max_batches = None
+    if worker[1] > 1:  # each worker its own contiguous part, and as many batches as the shortest
+        share = len(train_text) // worker[1]
+        max_batches = (share // batch_size - 1) // seq_len
+        train_text = train_text[worker[0] * share:(worker[0] + 1) * share]
+    data_train = StreamIter(text2id(train_text, vocab), batch_size, seq_len, states, max_batches=max_batches)
+    if data_train.num_batches == 0:
+        raise CorpusError("%s is too short for %d streams of %d steps" % (corpus, batch_size, seq_len))
+    if len(val_text) < 2 * batch_size:
+        return data_train, None
+    return data_train, StreamIter(text2id(val_text, vocab), batch_size, seq_len, states, pad_last=True)

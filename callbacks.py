@@ -1,5 +1,6 @@
-"""What training does after each batch and each epoch: small callbacks in the manner of
-mx.callback, each with one job, and the perplexity metric they report.
+"""What training does after each batch and each epoch: FeedForward's callbacks, small and in
+the manner of mx.callback, each with one job; the perplexity metric they report; and
+fit_callbacks, which puts them together for a run.
 
 FeedForward.fit calls, in each epoch: the batch-end callbacks after every batch; then the
 epoch-end callbacks, with the epoch's weights; then, only where there is held-out data, it
@@ -9,16 +10,15 @@ happens at eval end where there is held-out data, else at epoch end.
 """
 import logging
 import math
-import os
 import signal
 import time
+from collections import namedtuple
 
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
 import numpy as np
 
 import checkpoint
-import lstm
 
 
 class TrainingStopped(Exception):
@@ -57,23 +57,12 @@ class CharPerplexity(mx.metric.Perplexity):
         return self._with_bits(super().get_global())
 
 
-class Resumed:
-    """Where a resumed run began: `skipped(epoch)` is how many batches of that epoch it had done
-    before it stopped (0 for every other epoch)."""
-
-    def __init__(self, epoch=0, batch=0):
-        self.epoch, self.batch = epoch, batch
-
-    def skipped(self, epoch):
-        return self.batch if epoch == self.epoch else 0
-
-
 class ProgressSpeedometer(mx.callback.Speedometer):
     """mx.callback.Speedometer's line, followed by the epoch's progress and the time it has left."""
 
-    def __init__(self, batch_size, frequent, batches_per_epoch, resumed):
+    def __init__(self, batch_size, frequent, batches_per_epoch, place):
         super().__init__(batch_size, frequent)
-        self.batches_per_epoch, self.resumed = batches_per_epoch, resumed
+        self.batches_per_epoch, self.place = batches_per_epoch, place
         self.epoch_tic = time.time()
 
     def __call__(self, param):
@@ -81,151 +70,11 @@ class ProgressSpeedometer(mx.callback.Speedometer):
             self.epoch_tic = time.time()
         super().__call__(param)
         if self.init and param.nbatch % self.frequent == 0:
-            done = param.nbatch + self.resumed.skipped(param.epoch)
+            done = param.nbatch + self.place.skipped(param.epoch)
             left = (time.time() - self.epoch_tic) / param.nbatch * (self.batches_per_epoch - done)
             logging.info("Epoch[%d] %d/%d batches (%.0f%%), about %s left in the epoch", param.epoch, done,
                          self.batches_per_epoch, 100 * done / self.batches_per_epoch,
                          time.strftime("%H:%M:%S", time.gmtime(left)))
-
-
-# the options that FeedForward gives the optimizer, and the optimizer's attribute for each
-OPTIMIZER_OPTIONS = {"learning_rate": "lr", "wd": "wd", "momentum": "momentum", "clip_gradient": "clip_gradient"}
-# Given again on --resume, any of these replaces the saved learning-rate schedule with a new one.
-SCHEDULE_GIVEN_AGAIN = ("lr_step_epochs", "lr_cosine", "lr_final", "warmup_epochs")
-
-
-def replace_saved_options(saved, fresh, given):
-    """Makes the optimizer loaded from a checkpoint follow the options given again on the command
-    line (`given`, taken from `fresh`, the optimizer built from them); it keeps its state."""
-    saved.rescale_grad = fresh.rescale_grad  # 1 / batch size: the batch size may have changed
-    for option, attr in OPTIMIZER_OPTIONS.items():
-        if option not in given or not hasattr(saved, attr):
-            continue
-        if option == "learning_rate":  # the base rate (fresh.learning_rate is the schedule's first, 0 in a warm-up)
-            before, value = saved.learning_rate, fresh.lr
-            if saved.lr_scheduler is not None:
-                rebase(saved.lr_scheduler, value)
-            saved.lr = value
-        else:
-            before, value = getattr(saved, attr), getattr(fresh, attr)
-            setattr(saved, attr, value)
-        if before != value:
-            logging.info("--%s %s from the command line replaces the checkpoint's %s",
-                         option.replace("_", "-"), value, before)
-    if given & set(SCHEDULE_GIVEN_AGAIN):  # the new schedule, at the saved step count
-        if fresh.lr_scheduler is not None and "learning_rate" not in given:
-            rebase(fresh.lr_scheduler, saved.lr)  # from the run's own rate, not the option's default
-        saved.lr_scheduler = fresh.lr_scheduler
-
-
-def rebase(schedule, base_lr):
-    """Makes one of MXNet's schedules start from (and warm up to) `base_lr`."""
-    schedule.base_lr = schedule.warmup_final_lr = base_lr
-    if hasattr(schedule, "base_lr_orig"):  # the cosine and polynomial schedules
-        schedule.base_lr_orig = base_lr
-
-
-class TrainingOptimizer:
-    """The optimizer that FeedForward trains with, which checkpoints save and --resume loads.
-
-    FeedForward builds the optimizer from the options and hands it to the KVStore: this wraps the
-    hand-over, so that a saved state, and the options given again, are loaded right then. A local
-    store's updater then holds the optimizer in use; a distributed one keeps it on the servers, and
-    the workers have the copy they sent.
-    """
-
-    def __init__(self, kv, states_file=None, given=()):
-        self.kv, self.given = kv, None
-        hand_over = kv.set_optimizer
-
-        def set_optimizer(optimizer):
-            hand_over(optimizer)
-            self.given = optimizer
-            if states_file and self._updater is not None:
-                kv.load_optimizer_states(states_file)
-                # MXNet's Updater keeps the fresh optimizer's choice to batch updates: SGD batches, Adam
-                # cannot, and an Adam loaded over an SGD would fail in every update, silently
-                self._updater.aggregate_updates = self._updater.optimizer.aggregate_num > 0
-                replace_saved_options(self._updater.optimizer, optimizer, given)
-        kv.set_optimizer = set_optimizer
-
-    @property
-    def _updater(self):
-        return getattr(self.kv, "_updater", None)
-
-    @property
-    def optimizer(self):
-        return self._updater.optimizer if self._updater is not None else self.given
-
-    def save(self, target):
-        """Writes the optimizer and its state (none to write where the servers hold them)."""
-        if self._updater is not None:
-            checkpoint.atomic_write(target, lambda tmp: self.kv.save_optimizer_states(tmp, dump_optimizer=True))
-
-    def describe(self):
-        """The optimizer and its settings in a few words, such as "adam wd=0 clip_gradient=5"."""
-        optimizer = self.optimizer
-        words = [type(optimizer).__name__.lower(), "wd=%g" % optimizer.wd]
-        if hasattr(optimizer, "momentum"):
-            words.append("momentum=%g" % optimizer.momentum)
-        if optimizer.clip_gradient is not None:
-            words.append("clip_gradient=%g" % optimizer.clip_gradient)
-        return " ".join(words)
-
-
-class GlobalNormClip:
-    """Scales each batch's gradient down where its global L2 norm per character exceeds `max_norm`:
-    the gradient of the mean loss over the batch's characters, the scale in which PyTorch's
-    clip_grad_norm_ is usually given (our loss sums over the steps, so ours is that times the steps).
-
-    FeedForward hands the KVStore one parameter's gradient at a time and updates as it goes, with
-    no hook after the backward pass. This holds a batch's hand-overs back until the last parameter's
-    arrives, then measures all of them, scales them and hands them on, before the next batch starts.
-    """
-
-    def __init__(self, kv, max_norm, chars_per_batch):
-        self.max_norm, self.chars_per_batch = max_norm, chars_per_batch
-        self.keys, self.held, self.norms, self.clipped = [], [], [], 0
-        pushpull = kv.pushpull
-
-        def noting_keys(start):  # FeedForward starts each parameter's key with init or broadcast
-            def start_and_note(key, *args, **kwargs):
-                start(key, *args, **kwargs)
-                self.keys.extend(key if isinstance(key, (list, tuple)) else [key])
-            return start_and_note
-
-        def hold(key, value, out=None, priority=0):
-            self.held.append((key, value, out, priority))
-            if len(self.held) == len(self.keys):  # the batch's last parameter
-                self._clip([grads for _, grads, _, _ in self.held])
-                for held in self.held:
-                    pushpull(*held)
-                self.held = []
-        kv.init, kv.broadcast, kv.pushpull = noting_keys(kv.init), noting_keys(kv.broadcast), hold
-
-    def _clip(self, gradients):
-        """`gradients`: each parameter's gradient on each device, summed over the batch's characters."""
-        squares = []
-        for on_devices in gradients:
-            total = on_devices[0] if len(on_devices) == 1 else mx.nd.add_n(
-                *[g.as_in_context(on_devices[0].context) for g in on_devices])
-            squares.append(mx.nd.square(mx.nd.norm(total)).as_in_context(mx.cpu()))
-        norm = math.sqrt(mx.nd.add_n(*squares).asscalar()) / self.chars_per_batch
-        self.norms.append(norm)
-        factor = self.max_norm / (norm + 1e-6)
-        if factor < 1:
-            self.clipped += 1
-            for on_devices in gradients:
-                for grad in on_devices:
-                    grad *= factor
-
-    def log_epoch(self, epoch, _symbol, _arg_params, _aux_params):
-        """Epoch end: how large the gradient was and how often the clip acted."""
-        if self.norms:
-            logging.info("Epoch[%d] Gradient norm per character: median %.3g, max %.3g; clipped at %g in %d of "
-                         "%d batches", epoch, sorted(self.norms)[len(self.norms) // 2], max(self.norms),
-                         self.max_norm, self.clipped, len(self.norms))
-        self.norms, self.clipped = [], 0
 
 
 def batch_seed(seed, epoch, batch):
@@ -234,7 +83,7 @@ def batch_seed(seed, epoch, batch):
     return int(np.random.SeedSequence([seed, epoch, batch]).generate_state(1)[0])
 
 
-def seed_next_batch(seed, batches_per_epoch, resumed):
+def seed_next_batch(seed, batches_per_epoch, place):
     """Batch end: seeds MXNet's generator for the batch that comes next, from its place in the run.
 
     A resumed process seeds its generator afresh; without this its dropout masks would replay those
@@ -243,7 +92,7 @@ def seed_next_batch(seed, batches_per_epoch, resumed):
     draws the masks the uninterrupted one draws, and ends with the same parameters.
     """
     def seed_next(param):
-        done = param.nbatch + resumed.skipped(param.epoch)
+        done = param.nbatch + place.skipped(param.epoch)
         epoch, batch = (param.epoch + 1, 0) if done >= batches_per_epoch else (param.epoch, done)
         mx.random.seed(batch_seed(seed, epoch, batch))
     return seed_next
@@ -260,31 +109,6 @@ def carry_states(iterator):
     return carry
 
 
-class Checkpointer:
-    """Writes the weights, in the tutorial's names, and the optimizer: an epoch's (see EpochEnd)
-    and, for a stopped run, those of the middle of one (the partial checkpoint, with the carried
-    LSTM states of stateful training, `carried`)."""
-
-    def __init__(self, prefix, symbol, to_tutorial, optimizer, backend, carried=None):
-        self.prefix, self.symbol, self.to_tutorial = prefix, symbol, to_tutorial
-        self.optimizer, self.backend, self.carried = optimizer, backend, carried
-
-    def save_weights(self, epoch, arg_params, aux_params):
-        """`<prefix>-symbol.json` and `<prefix>-%04d.params`, as the tutorial's do_checkpoint writes them."""
-        checkpoint.save_checkpoint(self.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
-        logging.info('Saved checkpoint to "%s"', checkpoint.params_path(self.prefix, epoch))
-
-    def save_optimizer(self, epoch):
-        self.optimizer.save(checkpoint.path("states", self.prefix, epoch, self.backend))
-
-    def save_partial(self, epoch, arg_params, aux_params):
-        checkpoint.save_params(checkpoint.path("partial", self.prefix, epoch), self.to_tutorial(arg_params),
-                               aux_params)
-        self.optimizer.save(checkpoint.path("partial_states", self.prefix, epoch, self.backend))
-        if self.carried is not None:  # in one layout for both backends, so that either resumes it
-            checkpoint.save_carried(self.prefix, epoch, lstm.states_by_layer(self.carried, self.backend))
-
-
 def as_epoch_end(callback):
     """An eval-end callback, called at epoch end instead where there is no held-out data (its
     `param.eval_metric` is then None)."""
@@ -294,48 +118,39 @@ def as_epoch_end(callback):
 
 
 class EpochEnd:
-    """Everything an epoch writes, in an order that makes it done only once all of it is written.
+    """Everything an epoch writes (through `writer`, a checkpoint.RunWriter), in an order that
+    makes it done only once all of it is written.
 
     `save_weights` (epoch end, the tutorial's do_checkpoint) writes `<prefix>-%04d.params` and
     notes the training metrics. `finish` (eval end, or epoch end where there is no held-out data)
     writes the optimizer state, the best copy where the epoch is the best so far, the metrics row,
-    and last the run record's count of epochs done, with the best loss; then it prunes (`keep`).
-    A run stopped before that last write (kill -9, a full disk, a second Ctrl-C) resumes at the
-    epoch's start and does it again, so no epoch loses its optimizer state, its metrics row or its
-    chance to be the best.
+    and last the run record's count of epochs done, with the best loss and the plateau's drops;
+    then it prunes (`keep`). A run stopped before that last write (kill -9, a full disk, a second
+    Ctrl-C) resumes at the epoch's start and does it again, so no epoch loses its optimizer state,
+    its metrics row or its chance to be the best.
     """
 
-    def __init__(self, prefix, saver, row, best_loss=None, keep=None):
-        self.prefix, self.saver, self.row, self.keep = prefix, saver, row, keep
+    def __init__(self, writer, row, best_loss=None, keep=None, plateau=None):
+        self.writer, self.row, self.keep, self.plateau = writer, row, keep, plateau
         self.best = ValidationLoss(math.inf if best_loss is None else best_loss)
 
     def save_weights(self, epoch, _symbol, arg_params, aux_params):
-        self.saver.save_weights(epoch + 1, arg_params, aux_params)
+        self.writer.save_epoch(epoch + 1, arg_params, aux_params)
         self.row.start(epoch)
 
     def finish(self, param):
         epoch = param.epoch + 1
-        self.saver.save_optimizer(epoch)
-        done = dict(epoch=epoch, batch=0)
+        self.writer.save_optimizer(checkpoint.Place(epoch, 0))
+        done = dict(lr_drops=self.plateau.drops) if self.plateau else {}
         if param.eval_metric is not None:
             self.row.add_validation(param.eval_metric)
             if self.best.improves(param):
-                best = checkpoint.path("best", self.prefix)
-                checkpoint.copy_file(checkpoint.params_path(self.prefix, epoch), best)
+                self.writer.copy_best(epoch)
                 done.update(best_val_loss=self.best.best, best_epoch=epoch)
-                logging.info("Best validation loss so far: copied to %s", best)
-        checkpoint.save_metrics_row(self.prefix, self.row.values)
-        checkpoint.save_run(self.prefix, **done)  # the epoch is done
-        checkpoint.clear_partial(self.prefix)
+        self.writer.save_metrics_row(self.row.values)
+        self.writer.epoch_done(epoch, **done)
         if self.keep:
-            keep_newest(self.prefix, self.keep)
-
-
-def keep_newest(prefix, keep):
-    """Removes all but the newest `keep` epoch checkpoints."""
-    for old in checkpoint.epochs(prefix)[:-keep]:
-        for stale in [checkpoint.params_path(prefix, old)] + checkpoint.epoch_states(prefix, old):
-            os.remove(stale)
+            self.writer.keep_newest(self.keep)
 
 
 def log_training_metrics(metric):
@@ -366,31 +181,36 @@ class ValidationLoss:
         return False
 
 
-def anneal(optimizer, factor, best_loss=math.inf):
-    """Eval end: multiplies the learning rate by `factor` when the validation loss did not improve."""
-    tracker = ValidationLoss(best_loss)
+class Plateau:
+    """Eval end (--lr-schedule plateau): multiplies the learning rate by `factor` when the
+    validation loss did not improve on the best so far; `drops` counts how often (the run record
+    keeps it, so that a resumed run goes on at the lowered rate)."""
 
-    def maybe_lower(param):
-        if not tracker.improves(param):
-            lr = optimizer.optimizer.learning_rate * factor
-            optimizer.optimizer.set_learning_rate(lr)
+    def __init__(self, optimizer, factor, best_loss=None, drops=0):
+        self.optimizer, self.factor, self.drops = optimizer, factor, drops
+        self.tracker = ValidationLoss(math.inf if best_loss is None else best_loss)
+
+    def __call__(self, param):
+        if not self.tracker.improves(param):
+            self.drops += 1
+            lr = self.optimizer.optimizer.learning_rate * self.factor
+            self.optimizer.optimizer.set_learning_rate(lr)
             logging.info("Validation loss did not improve: learning rate now %g", lr)
-    return maybe_lower
 
 
 class MetricsRow:
     """One epoch's row of `<prefix>-metrics.csv` (checkpoint.METRICS_FIELDS): the training metrics at
     epoch end (`start`), then the validation metrics (`add_validation`); EpochEnd writes it."""
 
-    def __init__(self, metric, optimizer, samples_per_epoch, resumed, batch_size):
+    def __init__(self, metric, optimizer, samples_per_epoch, place, batch_size):
         self.metric, self.optimizer = metric, optimizer
-        self.samples_per_epoch, self.resumed, self.batch_size = samples_per_epoch, resumed, batch_size
+        self.samples_per_epoch, self.place, self.batch_size = samples_per_epoch, place, batch_size
         self.tic, self.values = time.time(), None
 
     def start(self, epoch):
         _, values = self.metric.get_global()
         seconds = time.time() - self.tic
-        samples = self.samples_per_epoch - self.resumed.skipped(epoch) * self.batch_size
+        samples = self.samples_per_epoch - self.place.skipped(epoch) * self.batch_size
         self.values = dict(epoch=epoch + 1, train_perplexity=values[0], train_bits_per_char=values[1],
                            val_perplexity="", val_bits_per_char="",
                            learning_rate=self.optimizer.optimizer.learning_rate, optimizer=self.optimizer.describe(),
@@ -402,29 +222,29 @@ class MetricsRow:
         self.values.update(val_perplexity=values[0], val_bits_per_char=values[1])
 
 
-def stop_on_divergence(metric, resumed):
+def stop_on_divergence(metric, place):
     """Batch end: stops training once the loss is NaN or infinite (the last good checkpoint stays)."""
     def check(param):
         if metric.diverged:
             raise TrainingStopped("the loss became NaN or infinite at epoch %d, batch %d; the last good checkpoint "
                                   "stays (try a lower --learning-rate or --clip-gradient)"
-                                  % (param.epoch + 1, param.nbatch + resumed.skipped(param.epoch)), 1)
+                                  % (param.epoch + 1, param.nbatch + place.skipped(param.epoch)), 1)
     return check
 
 
 class StopOnSignal:
     """Ctrl-C, SIGTERM or SIGHUP (a closed terminal): finishes the batch, writes the partial
-    checkpoint (`checkpointer`) and stops; during an evaluation, it stops once the epoch is done
-    (`after_epoch`). A second signal stops at once. A worker of distributed training that writes
-    nothing (no `checkpointer`) trains on: under dist_sync the first worker's batch needs the
+    checkpoint (through `writer`, a checkpoint.RunWriter) and stops; during an evaluation, it stops
+    once the epoch is done (`after_epoch`). A second signal stops at once. A worker of distributed
+    training that writes nothing (no `writer`) trains on: under dist_sync the first worker's batch needs the
     others' gradients, and they may be a batch behind it.
     Use it as a context manager around fit, which installs and then restores the signal handlers;
     a signal ignored when the run starts (SIGHUP under nohup) stays ignored."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, prefix, checkpointer, resumed):
-        self.prefix, self.checkpointer, self.resumed = prefix, checkpointer, resumed
+    def __init__(self, writer, place):
+        self.writer, self.place = writer, place
         self.signum, self.previous = None, {}
 
     def __enter__(self):
@@ -440,7 +260,7 @@ class StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        if self.checkpointer is None:
+        if self.writer is None:
             logging.info("Signal %d: training on until the first worker has written its checkpoint and stopped "
                          "(dist_launch.py then stops this one; a second signal stops it at once)", signum)
         else:
@@ -448,20 +268,57 @@ class StopOnSignal:
 
     def after_epoch(self, param):
         """Eval end (or epoch end), after the epoch is written: stops where a signal came meanwhile."""
-        if self.signum is not None and self.checkpointer is not None:
+        if self.signum is not None and self.writer is not None:
             raise TrainingStopped("stopped by signal %d at the end of epoch %d, which is written whole: carry on "
                                   "with the same command and --resume" % (self.signum, param.epoch + 1),
                                   128 + self.signum)
 
     def __call__(self, param):
-        if self.signum is None or self.checkpointer is None:
+        if self.signum is None or self.writer is None:
             return  # a worker that writes nothing trains on, so that the first worker can finish its batch
 
         arg_params, aux_params = param.locals["arg_params"], param.locals["aux_params"]
         param.locals["executor_manager"].copy_to(arg_params, aux_params)
-        self.checkpointer.save_partial(param.epoch, arg_params, aux_params)
-        done = param.nbatch + self.resumed.skipped(param.epoch)
-        checkpoint.save_run(self.prefix, epoch=param.epoch, batch=done)
+        done = param.nbatch + self.place.skipped(param.epoch)
+        self.writer.save_stopped(checkpoint.Place(param.epoch, done), arg_params, aux_params)
         raise TrainingStopped("stopped by signal %d in epoch %d after batch %d; a checkpoint of this point is "
                               "written: carry on with the same command and --resume"
                               % (self.signum, param.epoch + 1, done), 128 + self.signum)
+
+
+Callbacks = namedtuple("Callbacks", ["batch_end", "epoch_end", "eval_end", "eval_batch_end", "stop"])
+
+
+def fit_callbacks(args, metric, optimizer, writer, data_train, data_val, start, clip=None):
+    """FeedForward's batch-end, epoch-end and eval-end callbacks for a run with the options `args`
+    that starts at `start` (train_obama.Start), and the signal handler to hold around fit.
+    `writer`: the run's checkpoint.RunWriter, or None for a distributed worker that writes nothing;
+    `clip`: the optimization.GlobalNormClip, whose figures are logged each epoch."""
+    place = start.place
+    stop = StopOnSignal(writer, place)
+    carry = [carry_states(data_train)] if args.stateful else []
+    # only the dropouts draw random numbers in a batch
+    reseed = ([seed_next_batch(args.seed, data_train.num_batches, place)]
+              if args.dropout or args.weight_drop or args.embed_dropout else [])
+    batch_end = [ProgressSpeedometer(args.batch_size, args.log_every, data_train.num_batches, place),
+                 stop_on_divergence(metric, place)] + reseed + carry + [stop]
+    epoch_end = [log_training_metrics(metric)] + ([clip.log_epoch] if clip else [])
+    # once the epoch is evaluated (eval end; epoch end where there is no held-out data): the plateau,
+    # then the epoch's files, the run record last, then a stop asked for meanwhile
+    evaluated, plateau = [], None
+    if data_val is not None:
+        evaluated.append(log_validation_metrics)
+        if args.lr_schedule == "plateau":
+            plateau = Plateau(optimizer, args.lr_factor, start.best_loss, start.lr_drops)
+            evaluated.append(plateau)
+    if writer is not None:
+        row = MetricsRow(metric, optimizer, data_train.num_batches * args.batch_size, place, args.batch_size)
+        epoch = EpochEnd(writer, row, start.best_loss, args.keep, plateau)
+        epoch_end.append(epoch.save_weights)
+        evaluated.append(epoch.finish)
+    evaluated.append(stop.after_epoch)
+    if data_val is None:
+        epoch_end += [as_epoch_end(callback) for callback in evaluated]
+        evaluated = []
+    eval_batch_end = [carry_states(data_val)] if args.stateful and data_val is not None else None
+    return Callbacks(batch_end, epoch_end, evaluated, eval_batch_end, stop)

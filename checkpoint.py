@@ -17,12 +17,14 @@ import os
 import pickle
 import re
 import shutil
+from collections import namedtuple
 
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
 from mxnet.base import MXNetError
 
 import bucket_io
+import lstm
 from lstm import lstm_param_shapes
 
 DEFAULT_PREFIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "obama")
@@ -242,7 +244,7 @@ def load_vocab(prefix):
     return vocab
 
 
-def load_vocab_or_build(prefix, corpus=None, mirror=bucket_io.DEFAULT_MIRROR):
+def load_vocab_or_build(prefix, corpus=None, mirror=None):
     """The checkpoint's saved vocabulary, or (for the tutorial's bare .params) the corpus's."""
     vocab = load_vocab(prefix)
     if vocab is None:
@@ -387,41 +389,157 @@ def save_run(prefix, **changes):
     _save_json(path("run", prefix), record)
 
 
-def read_optimizer(source):
-    """The optimizer saved in an optimizer-state file (kv.save_optimizer_states with dump_optimizer)."""
+def read_optimizer_states(source):
+    """The optimizer state in an optimizer-state file, and the name of the optimizer that holds it
+    ("adam"): kv.save_optimizer_states writes (states, optimizer) with dump_optimizer."""
     try:
         with open(source, "rb") as f:
-            saved = pickle.load(f)
-        _, optimizer = saved
+            states, optimizer = pickle.load(f)
     except Exception as err:  # a truncated or foreign file: pickle raises many kinds of error
         raise CheckpointError("the optimizer state %s is unreadable (%s: truncated?); delete it to resume with "
                               "the optimizer started afresh" % (source, type(err).__name__))
-    if not isinstance(optimizer, mx.optimizer.Optimizer):
+    if not isinstance(optimizer, mx.optimizer.Optimizer) or not isinstance(states, dict):
         raise CheckpointError("%s holds no MXNet optimizer; delete it to resume with the optimizer started afresh"
                               % source)
-    return optimizer
+    return states, type(optimizer).__name__.lower()
+
+
+class Place(namedtuple("Place", ["epoch", "batch"])):
+    """Where a run is: `epoch` epochs done, then `batch` batches of the next (the epoch MXNet's
+    callbacks number `epoch`, from 0)."""
+    __slots__ = ()
+
+    def skipped(self, epoch):
+        """How many batches of `epoch` were done before this process began (0 for any other)."""
+        return self.batch if epoch == self.epoch else 0
+
+    def updates(self, batches_per_epoch):
+        """The optimizer's step count here: one update a batch."""
+        return self.epoch * batches_per_epoch + self.batch
+
+
+# resume_point's answer: `optimizer_states` is the file of the backend asked for, or None
+Resume = namedtuple("Resume", ["place", "arg_params", "aux_params", "optimizer_states", "record"])
 
 
 def resume_point(prefix, backend):
-    """Where a run under `prefix` carries on: (epoch, batch, arg_params, aux_params, optimizer-state
-    file or None, run record or None). The run record says how far the run got: an epoch counts once
-    the record does, after all of the epoch's files are written, and `batch` > 0 means the partial
-    checkpoint of a run stopped inside the next epoch. Without a record (the tutorial's bare
-    `.params`), the newest epoch. (0, 0, None, None, None, record): the run has nothing done yet."""
+    """Where a run under `prefix` carries on (a Resume). The run record says how far the run got: an
+    epoch counts once the record does, after all of the epoch's files are written, and a place
+    inside an epoch means the partial checkpoint of a run stopped there. Without a record (the
+    tutorial's bare `.params`), the newest epoch. No parameters: the run has nothing done yet."""
     record = load_run(prefix)
-    if record is None:
-        epoch, batch = latest_epoch(prefix), 0
+    place = Place(latest_epoch(prefix), 0) if record is None else Place(record["epoch"], record["batch"])
+    if place.batch > 0:
+        arg_params, aux_params = load_params_file(path("partial", prefix, place.epoch))
+    elif place.epoch > 0:
+        arg_params, aux_params = load_params(prefix, place.epoch)
     else:
-        epoch, batch = record["epoch"], record["batch"]
-    if batch > 0:
-        arg_params, aux_params = load_params_file(path("partial", prefix, epoch))
-        states = path("partial_states", prefix, epoch, backend)
-    elif epoch > 0:
-        arg_params, aux_params = load_params(prefix, epoch)
-        states = path("states", prefix, epoch, backend)
-    else:
-        return 0, 0, None, None, None, record
-    return epoch, batch, arg_params, aux_params, states if os.path.exists(states) else None, record
+        return Resume(place, None, None, None, record)
+    states = optimizer_states_path(prefix, place, backend)
+    return Resume(place, arg_params, aux_params, states if os.path.exists(states) else None, record)
+
+
+def optimizer_states_path(prefix, place, backend):
+    """The optimizer-state file of `backend` at `place` (an epoch's end, or a partial checkpoint)."""
+    return path("partial_states" if place.batch else "states", prefix, place.epoch, backend)
+
+
+def make_room(prefix, resume, overwrite):
+    """Before a run writes under `prefix`: refuses to start afresh where a run is, unless
+    `overwrite` removes it; refuses a metrics file that is not ours now, not at the epoch's end."""
+    if not resume:
+        earlier = epochs(prefix)
+        stopped = (load_run(prefix) or {}).get("batch", 0) > 0
+        if (earlier or stopped) and not overwrite:
+            raise CheckpointError(
+                "%s already has checkpoints (%s): add --resume to carry on, or --overwrite to start again"
+                % (prefix, "epochs " + ",".join(map(str, earlier)) if earlier else "a stopped first epoch"))
+        if overwrite:
+            remove_run_files(prefix)
+    check_metrics(prefix)
+
+
+def saved_optimizer_state(prefix, resume, optimizer, backend):
+    """The saved optimizer state that a run resumed at `resume` (a Resume) with `optimizer` and
+    `backend` goes on with (None where the checkpoint has none), refused where it cannot: another
+    optimizer's, or another backend's parameters'."""
+    source, record = resume.optimizer_states, resume.record or {}
+    trained_with = record.get("backend", backend)
+    if source is None and trained_with != backend:  # the other backend's: it fits only where it holds nothing
+        other = optimizer_states_path(prefix, resume.place, trained_with)
+        source = other if os.path.exists(other) else None
+    if source is None:
+        logging.warning("The optimizer starts afresh: %s", no_optimizer_state_reason(prefix, resume, backend))
+        return None
+    states, name = read_optimizer_states(source)
+    if name != optimizer:
+        raise CheckpointError(
+            "the run's optimizer state is %s's, so --optimizer %s cannot carry it on: to change the optimizer, "
+            "start a new run from this one with --init-from %s" % (name, optimizer, prefix))
+    if source != resume.optimizer_states and any(state is not None for state in states.values()):
+        raise CheckpointError(
+            "the run's optimizer state fits the %s backend's parameters, not the %s backend's: carry it on with "
+            "--rnn-backend %s, or start a new run from this one with --init-from %s"
+            % (trained_with, backend, trained_with, prefix))
+    return states
+
+
+def no_optimizer_state_reason(prefix, resume, backend):
+    """Why a resumed checkpoint has no optimizer state."""
+    if resume.record is None:
+        return "the checkpoint has none (the tutorial's, or one copied without its .states file)"
+    if str((resume.record.get("options") or {}).get("kv_store", "local")).startswith("dist"):
+        return "a distributed run keeps its optimizer on the parameter servers, which save none"
+    return "%s is missing" % optimizer_states_path(prefix, resume.place, backend)
+
+
+class RunWriter:
+    """What training writes under a prefix, in training's own verbs. `to_tutorial` turns the
+    backend's parameters into the tutorial's names; `write_optimizer(target)` writes the optimizer
+    state (None where the parameter servers hold it); `carried` are the LSTM states stateful
+    training carries from batch to batch."""
+
+    def __init__(self, prefix, symbol, to_tutorial, backend, write_optimizer=None, carried=None):
+        self.prefix, self.symbol, self.to_tutorial, self.backend = prefix, symbol, to_tutorial, backend
+        self.write_optimizer, self.carried = write_optimizer, carried
+
+    def save_epoch(self, epoch, arg_params, aux_params):
+        """`<prefix>-symbol.json` and `<prefix>-%04d.params`, as the tutorial's do_checkpoint writes them."""
+        save_checkpoint(self.prefix, epoch, self.symbol, self.to_tutorial(arg_params), aux_params)
+        logging.info('Saved checkpoint to "%s"', params_path(self.prefix, epoch))
+
+    def save_optimizer(self, place):
+        if self.write_optimizer is not None:
+            atomic_write(optimizer_states_path(self.prefix, place, self.backend), self.write_optimizer)
+
+    def copy_best(self, epoch):
+        """Copies epoch `epoch`'s weights to `<prefix>-best.params`."""
+        copy_file(params_path(self.prefix, epoch), path("best", self.prefix))
+        logging.info("Best validation loss so far: copied to %s", path("best", self.prefix))
+
+    def save_metrics_row(self, row):
+        save_metrics_row(self.prefix, row)
+
+    def epoch_done(self, epoch, **record):
+        """Marks `epoch` epochs done in the run record, the last of an epoch's writes, with what else
+        the record keeps of the run's place (the best loss, the plateau's rate drops)."""
+        save_run(self.prefix, epoch=epoch, batch=0, **record)
+        clear_partial(self.prefix)
+
+    def save_stopped(self, place, arg_params, aux_params):
+        """The partial checkpoint of a run stopped at `place`: weights, optimizer state, carried LSTM
+        states (in one layout for both backends, so that either resumes them), then the record."""
+        save_params(path("partial", self.prefix, place.epoch), self.to_tutorial(arg_params), aux_params)
+        self.save_optimizer(place)
+        if self.carried is not None:
+            save_carried(self.prefix, place.epoch, lstm.states_by_layer(self.carried, self.backend))
+        save_run(self.prefix, epoch=place.epoch, batch=place.batch)
+
+    def keep_newest(self, keep):
+        """Removes all but the newest `keep` epoch checkpoints."""
+        for old in epochs(self.prefix)[:-keep]:
+            for stale in [params_path(self.prefix, old)] + epoch_states(self.prefix, old):
+                os.remove(stale)
 
 
 def save_carried(prefix, epoch, states):
@@ -431,16 +549,21 @@ def save_carried(prefix, epoch, states):
     atomic_write(target, lambda tmp: mx.nd.save(tmp, arrays), _holds(arrays))
 
 
-def load_carried(prefix, epoch):
-    """The carried LSTM states of a partial checkpoint (a list of NDArrays), or None."""
+def load_carried(prefix, epoch, backend):
+    """The LSTM states a stopped stateful run carried, as numpy arrays in the layout of `backend`
+    (either backend may have written them), or None."""
     source = path("partial_carry", prefix, epoch)
     if not os.path.exists(source):
+        logging.warning("The partial checkpoint carries no LSTM states: its streams restart from zero states")
         return None
     try:
         saved = mx.nd.load(source)
-        return [saved["state%d" % i] for i in range(len(saved))]
+        carried = [saved["state%d" % i].asnumpy() for i in range(len(saved))]
     except (MXNetError, KeyError):
         raise CheckpointError("%s is not readable (corrupt or truncated?)" % source)
+    if carried[0].ndim == 3:  # written by the fused backend before the states had one layout
+        carried = lstm.states_by_layer(carried, "fused")
+    return lstm.states_for_backend(carried, backend)
 
 
 def clear_partial(prefix):

@@ -150,10 +150,8 @@ def add_checkpoint_options(parser, default_prefix):
                         help="checkpoint prefix (default: checkpoints/obama)")
 
 
-def add_corpus_options(parser, default_mirror, help_text):
+def add_corpus_option(parser, help_text):
     parser.add_argument("--data", help=help_text)
-    parser.add_argument("--data-mirror", default=default_mirror,
-                        help="folder holding obama.txt to copy from when data/obama.txt is missing")
 
 
 def add_device_options(parser, gpus_help):
@@ -162,17 +160,11 @@ def add_device_options(parser, gpus_help):
     where.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is usable")
 
 
-def given_options(parser, argv):
-    """The destinations of the options that `argv` sets explicitly (not left at their default)."""
-    import argparse
-    defaults = [(action, action.default) for action in parser._actions]
-    for action, _ in defaults:
-        action.default = argparse.SUPPRESS
-    try:
-        return set(vars(parser.parse_args(argv)))
-    finally:
-        for action, default in defaults:
-            action.default = default
+def mxnet_message(err):
+    """The line of an MXNetError that says what went wrong (MXNet adds a stack trace)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    said = [line for line in lines if "Check failed" in line or "Error" in line] or lines or ["(no message)"]
+    return said[0][:300]
 
 
 def fail(script, message, status=2):

@@ -1,4 +1,4 @@
-"""Generates text from a trained checkpoint, starting from a seed string.
+"""Generates text from a trained checkpoint, starting from a prime text.
 
     python generate.py "The United States"                  # greedy, as in the tutorial
     python generate.py "The United States" --sample --temperature 0.8 --top-k 10 --seed 1
@@ -34,27 +34,27 @@ PAD = 0  # the id the iterator pads with; the model may emit it at the end of a 
 MAX_STREAMS = 256
 
 
-class SeedError(ValueError):
-    """The seed string cannot be fed to the model."""
+class PrimeError(ValueError):
+    """The prime text cannot be fed to the model."""
 
 
 class OutputError(ValueError):
     """The text cannot be written where --output says."""
 
 
-def check_seed(seed, vocab, skip_unknown=False):
-    """The seed, or an error naming its characters that the vocabulary lacks (dropped, with a
+def check_prime(prime, vocab, skip_unknown=False):
+    """The prime, or an error naming its characters that the vocabulary lacks (dropped, with a
     warning, under `skip_unknown`)."""
-    names = bucket_io.unknown_characters(seed, vocab)
+    names = bucket_io.unknown_characters(prime, vocab)
     if names:
         if not skip_unknown:
-            raise SeedError("the seed has characters that are not in the vocabulary: %s "
+            raise PrimeError("the prime text has characters that are not in the vocabulary: %s "
                             "(--skip-unknown drops them)" % names)
-        logging.warning("dropping seed characters that are not in the vocabulary: %s", names)
-        seed = "".join(c for c in seed if c in vocab)
-    if not seed:
-        raise SeedError("the seed is empty; give at least one character the model knows")
-    return seed
+        logging.warning("dropping prime-text characters that are not in the vocabulary: %s", names)
+        prime = "".join(c for c in prime if c in vocab)
+    if not prime:
+        raise PrimeError("the prime text is empty; give at least one character the model knows")
+    return prime
 
 
 def next_ids(probs, sample=False, temperature=1.0, top_k=0, rng=np.random):
@@ -72,19 +72,19 @@ def next_ids(probs, sample=False, temperature=1.0, top_k=0, rng=np.random):
     return np.minimum((cdf <= draws).sum(axis=1), probs.shape[1] - 1)
 
 
-def feed_seed(model, vocab, seed):
-    """Runs the seed through the model (all streams alike); returns the last probabilities."""
+def feed_prime(model, vocab, prime):
+    """Runs the prime through the model (all streams alike); returns the last probabilities."""
     streams = model.batch_size
     prob = None
-    for position, char in enumerate(seed):
+    for position, char in enumerate(prime):
         prob = model.forward(np.full(streams, vocab[char]), new_seq=position == 0)
     return prob
 
 
-def iter_steps(model, vocab, seed, length=600, sample=False, temperature=1.0, top_k=0, rng=None, stop_at=None):
+def iter_steps(model, vocab, prime, length=600, sample=False, temperature=1.0, top_k=0, rng=None, stop_at=None):
     """Yields, step by step, each stream's new character ('' when it produced none).
 
-    Every stream runs independently from the same seed. When a stream emits the padding id, its
+    Every stream runs independently from the same prime. When a stream emits the padding id, its
     state restarts from zero on its last character, as in the tutorial; padding again straight
     after a restart would only repeat, so that stream ends. A stream also ends after `length`
     characters or once its text ends with `stop_at`.
@@ -94,8 +94,8 @@ def iter_steps(model, vocab, seed, length=600, sample=False, temperature=1.0, to
     if length <= 0:
         return
     streams = model.batch_size
-    prob = feed_seed(model, vocab, seed)
-    inputs = np.full(streams, vocab[seed[-1]])
+    prob = feed_prime(model, vocab, prime)
+    inputs = np.full(streams, vocab[prime[-1]])
     produced = np.zeros(streams, dtype=int)
     done = np.zeros(streams, dtype=bool)
     restarted = np.zeros(streams, dtype=bool)
@@ -124,38 +124,38 @@ def iter_steps(model, vocab, seed, length=600, sample=False, temperature=1.0, to
         prob = model.forward(inputs)
 
 
-def generate_texts(model, vocab, seed, length=600, **options):
-    """The seed followed by up to `length` new characters, for each of the model's streams."""
-    check_seed(seed, vocab)
-    pieces = [[seed] for _ in range(model.batch_size)]
-    for chars in iter_steps(model, vocab, seed, length, **options):
+def generate_texts(model, vocab, prime, length=600, **options):
+    """The prime followed by up to `length` new characters, for each of the model's streams."""
+    check_prime(prime, vocab)
+    pieces = [[prime] for _ in range(model.batch_size)]
+    for chars in iter_steps(model, vocab, prime, length, **options):
         for piece, char in zip(pieces, chars):
             piece.append(char)
-    if any(len("".join(p)) < len(seed) + length for p in pieces) and not options.get("stop_at"):
+    if any(len("".join(p)) < len(prime) + length for p in pieces) and not options.get("stop_at"):
         logging.warning("the model kept emitting padding; some samples ended early")
     return ["".join(piece) for piece in pieces]
 
 
-def generate_text(model, vocab, seed, length=600, **options):
-    """The seed followed by up to `length` new characters (the first stream)."""
-    return generate_texts(model, vocab, seed, length, **options)[0]
+def generate_text(model, vocab, prime, length=600, **options):
+    """The prime followed by up to `length` new characters (the first stream)."""
+    return generate_texts(model, vocab, prime, length, **options)[0]
 
 
-def stream_text(model, vocab, seed, length=600, **options):
+def stream_text(model, vocab, prime, length=600, **options):
     """Yields the first stream's new characters one at a time, as they are generated."""
-    check_seed(seed, vocab)
-    for chars in iter_steps(model, vocab, seed, length, **options):
+    check_prime(prime, vocab)
+    for chars in iter_steps(model, vocab, prime, length, **options):
         if chars[0]:
             yield chars[0]
 
 
-def beam_search(model, vocab, seed, length=100):
+def beam_search(model, vocab, prime, length=100):
     """The continuation of `length` characters that the model finds most likely, by beam search
     with as many beams as the model has streams. Returns (text, log-likelihood in nats)."""
-    check_seed(seed, vocab)
+    check_prime(prime, vocab)
     beams = model.batch_size
     id_to_char = {i: c for c, i in vocab.items()}
-    log_prob = np.log(np.maximum(feed_seed(model, vocab, seed), 1e-30))
+    log_prob = np.log(np.maximum(feed_prime(model, vocab, prime), 1e-30))
     scores = np.zeros(beams)
     scores[1:] = -np.inf  # all beams start identical: expand the first only
     texts = [""] * beams
@@ -172,14 +172,14 @@ def beam_search(model, vocab, seed, length=100):
         h, c = model.get_states()
         model.set_states(h[:, parents], c[:, parents])
         log_prob = np.log(np.maximum(model.forward(ids), 1e-30))
-    return seed + texts[0], float(scores[0])
+    return prime + texts[0], float(scores[0])
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Generate text from a trained character-level LSTM.")
-    p.add_argument("seed_text", metavar="SEED", nargs="?", help='the text to start from, such as "The United States"')
-    p.add_argument("--prime-file", help="read the seed from this UTF-8 file instead (long or multi-line seeds)")
-    p.add_argument("--skip-unknown", action="store_true", help="drop seed characters the vocabulary lacks, with a warning")
+    p.add_argument("prime_text", metavar="PRIME", nargs="?", help='the text to start from, such as "The United States"')
+    p.add_argument("--prime-file", help="read the prime text from this UTF-8 file instead (long or multi-line ones)")
+    p.add_argument("--skip-unknown", action="store_true", help="drop prime-text characters the vocabulary lacks, with a warning")
     cli.add_checkpoint_options(p, checkpoint.DEFAULT_PREFIX)
     p.add_argument("--epoch", type=cli.epoch_number, help='epoch to load, or "best" (default: the newest)')
     p.add_argument("--length", type=cli.non_negative_int, default=600, help="how many new characters (default 600)")
@@ -187,7 +187,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=cli.positive_float, default=1.0,
                    help="with --sample: below 1 is more conservative")
     p.add_argument("--top-k", type=cli.non_negative_int, default=0, help="with --sample: draw among the K most likely only")
-    p.add_argument("--seed", type=cli.random_seed, help="random seed, for repeatable samples")
+    p.add_argument("--seed", type=cli.random_seed, help="seeds the random numbers, for repeatable samples")
     p.add_argument("--num-samples", type=cli.positive_int, default=1,
                    help="independent continuations, generated %d at a time" % MAX_STREAMS)
     p.add_argument("--beam", type=cli.positive_int, help="beam search with K beams (at most %d) for the most likely "
@@ -195,12 +195,11 @@ def parse_args(argv=None):
     p.add_argument("--stop-at", help="end a sample once it has produced this string")
     p.add_argument("--stream", action="store_true", help="print characters as they are generated")
     p.add_argument("--output", help="write the text to this file instead of standard output")
-    cli.add_corpus_options(p, bucket_io.DEFAULT_MIRROR,
-                           "corpus to build the vocabulary from when the checkpoint has no -vocab.json")
+    cli.add_corpus_option(p, "corpus to build the vocabulary from when the checkpoint has no -vocab.json")
     cli.add_device_options(p, "run on this GPU, such as 0 (default: gpu(0) if MXNet can use it)")
     args = p.parse_args(argv)
-    if (args.seed_text is None) == (args.prime_file is None):
-        p.error("give either a SEED string or --prime-file FILE")
+    if (args.prime_text is None) == (args.prime_file is None):
+        p.error("give either a PRIME text or --prime-file FILE")
     if args.beam and args.beam > MAX_STREAMS:
         p.error("--beam takes at most %d beams, got %d" % (MAX_STREAMS, args.beam))
     if args.beam and (args.sample or args.num_samples > 1 or args.stop_at):
@@ -210,7 +209,7 @@ def parse_args(argv=None):
     return args
 
 
-# a seed is fed one character a step: a longer one would take hours before the first new character
+# a prime text is fed one character a step: a longer one would take hours before the first new character
 MAX_PRIME_BYTES = 1 << 20
 
 
@@ -241,9 +240,9 @@ def run(args):
         raise device.DeviceError("generation runs on one GPU: give one id to --gpus, got %s" % args.gpus)
     contexts = device.contexts_for(args.gpus, args.cpu)
     epoch = checkpoint.latest_epoch(args.prefix) if args.epoch is None else args.epoch
-    vocab = checkpoint.load_vocab_or_build(args.prefix, args.data, args.data_mirror)
-    seed = args.seed_text if args.prime_file is None else read_prime_file(args.prime_file)
-    seed = check_seed(seed, vocab, args.skip_unknown)
+    vocab = checkpoint.load_vocab_or_build(args.prefix, args.data)
+    prime = args.prime_text if args.prime_file is None else read_prime_file(args.prime_file)
+    prime = check_prime(prime, vocab, args.skip_unknown)
     streams = args.beam or min(args.num_samples, MAX_STREAMS)
     model, epoch = load_inference_model(args.prefix, epoch, ctx=contexts[0], batch_size=streams)
     checkpoint.check_vocab(args.prefix, vocab, model.num_label)
@@ -251,19 +250,19 @@ def run(args):
     options = dict(sample=args.sample, temperature=args.temperature, top_k=args.top_k,
                    rng=np.random.RandomState(args.seed), stop_at=args.stop_at)
     if args.stream:
-        sys.stdout.write(seed)
-        for char in stream_text(model, vocab, seed, args.length, **options):
+        sys.stdout.write(prime)
+        for char in stream_text(model, vocab, prime, args.length, **options):
             sys.stdout.write(char)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return None
     if args.beam:
-        text, log_likelihood = beam_search(model, vocab, seed, args.length)
+        text, log_likelihood = beam_search(model, vocab, prime, args.length)
         logging.info("Beam search: log-likelihood %.3f nats over %d characters", log_likelihood, args.length)
         return text + "\n"
     texts = []
     while len(texts) < args.num_samples:
-        texts += generate_texts(model, vocab, seed, args.length, **options)[:args.num_samples - len(texts)]
+        texts += generate_texts(model, vocab, prime, args.length, **options)[:args.num_samples - len(texts)]
     if len(texts) == 1:
         return texts[0] + "\n"
     return "".join("=== sample %d ===\n%s\n" % (i + 1, text) for i, text in enumerate(texts))
@@ -279,7 +278,7 @@ def main(argv=None):
             logging.info("Wrote %s", args.output)
         elif text is not None:
             sys.stdout.write(text)
-    except (SeedError, OutputError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
+    except (PrimeError, OutputError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
         return cli.fail("generate.py", err)
     except KeyboardInterrupt:
         return cli.fail("generate.py", "interrupted", cli.INTERRUPTED)

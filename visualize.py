@@ -207,8 +207,7 @@ def parse_args(argv=None):
     given.add_argument("--text", help="the text to run the model over")
     given.add_argument("--text-file", help="read the text from this UTF-8 file")
     p.add_argument("--out", default="cells.html", help="the page to write (default: cells.html)")
-    cli.add_corpus_options(p, bucket_io.DEFAULT_MIRROR,
-                           "corpus to build the vocabulary from when the checkpoint has no -vocab.json")
+    cli.add_corpus_option(p, "corpus to build the vocabulary from when the checkpoint has no -vocab.json")
     cli.add_device_options(p, "run on this GPU, such as 0 (default: gpu(0) if MXNet can use it)")
     return p.parse_args(argv)
 
@@ -229,7 +228,7 @@ def visualize(args):
                                          "give another path" % (args.out, args.prefix))
     if os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise checkpoint.CheckpointError("cannot write the page %s: no such folder, or it is a folder" % args.out)
-    vocab = checkpoint.load_vocab_or_build(args.prefix, args.data, args.data_mirror)
+    vocab = checkpoint.load_vocab_or_build(args.prefix, args.data)
     if not text:
         raise bucket_io.CorpusError("the text is empty")
     unknown = bucket_io.unknown_characters(text, vocab)

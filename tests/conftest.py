@@ -14,8 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import device  # noqa: E402  (before mxnet, as the project's modules import it)
 import checkpoint  # noqa: E402
 
-# The tiny model every training test uses: trains an epoch of 300 lines in about a second.
-TINY = ["--num-lstm-layer", "1", "--num-hidden", "16", "--num-embed", "8", "--batch-size", "8", "--log-every", "5"]
+# The tiny model every training test uses, the recipe config/tiny.args: trains an epoch of 300
+# lines in about a second.
+TINY = ["@" + os.path.join(REPO, "config", "tiny.args")]
 # The first 300 lines of obama.txt, the last 15 held out, make 35 training batches of 8.
 TINY_BATCHES = 35
 
@@ -66,10 +67,10 @@ def trained_copy(trained, tmp_path):
     return str(folder / os.path.basename(prefix))
 
 
-def run_command(script, *args, timeout=300):
+def run_command(script, *args, timeout=300, cwd=REPO):
     """Runs one of the project's commands in a fresh process, as a user does."""
     result = subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args),
-                            capture_output=True, text=True, timeout=timeout, cwd=REPO)
+                            capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert "Traceback" not in result.stderr, result.stderr
     return result
 

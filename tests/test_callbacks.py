@@ -46,29 +46,23 @@ class FakeOptimizer:
         self.optimizer = mx.optimizer.SGD(learning_rate=lr)
 
 
-def test_anneal_lowers_the_rate_only_when_validation_does_not_improve():
+def test_plateau_lowers_the_rate_only_when_validation_does_not_improve_and_counts_the_drops():
     optimizer = FakeOptimizer(1.0)
-    lower = callbacks.anneal(optimizer, 0.5)
+    lower = callbacks.Plateau(optimizer, 0.5)
     rates = []
     for epoch, perplexity in enumerate([10.0, 8.0, 9.0, 8.5, 7.0, 7.0]):
         lower(Param(epoch, Perplexity(perplexity)))
         rates.append(optimizer.optimizer.learning_rate)
-    assert rates == [1.0, 1.0, 0.5, 0.25, 0.25, 0.125]
+    assert rates == [1.0, 1.0, 0.5, 0.25, 0.25, 0.125] and lower.drops == 3
 
 
-class FakeSaver:
-    """Writes an epoch's weights as a one-array parameter file; its optimizer state fails on demand."""
-
-    def __init__(self, prefix, fail_at=()):
-        self.prefix, self.fail_at = prefix, fail_at
-
-    def save_weights(self, epoch, arg_params, _aux_params):
-        checkpoint.save_params(checkpoint.params_path(self.prefix, epoch), arg_params, {})
-
-    def save_optimizer(self, epoch):
-        if epoch in self.fail_at:
+def writer(prefix, fail_at=()):
+    """A RunWriter of one-array parameter files, whose optimizer state fails at the epochs `fail_at`."""
+    def write_optimizer(target):
+        if int(target.split("-")[-2]) in fail_at:
             raise checkpoint.CheckpointError("disk full")
-        open(checkpoint.path("states", self.prefix, epoch, "unrolled"), "w").close()
+        open(target, "w").close()
+    return checkpoint.RunWriter(prefix, None, dict, "unrolled", write_optimizer)
 
 
 class FakeRow:
@@ -89,7 +83,7 @@ def run_epochs(end, perplexities, first=1):
 def test_an_epoch_is_done_once_all_of_it_is_written_best_copy_and_metrics_row_included(tmp_path):
     prefix = str(tmp_path / "m")
     checkpoint.save_run(prefix, epoch=0, batch=0)  # as a starting run writes it
-    run_epochs(callbacks.EpochEnd(prefix, FakeSaver(prefix), FakeRow()), [10.0, 8.0, 9.0])
+    run_epochs(callbacks.EpochEnd(writer(prefix), FakeRow()), [10.0, 8.0, 9.0])
     best, _ = checkpoint.load_params(prefix, "best")
     assert best["w"].asnumpy().tolist() == [2, 2]
     record = checkpoint.load_run(prefix)
@@ -97,7 +91,7 @@ def test_an_epoch_is_done_once_all_of_it_is_written_best_copy_and_metrics_row_in
     assert [r["epoch"] for r in checkpoint.read_metrics(prefix)] == ["1", "2", "3"]
     # epoch 4, the best so far, fails at its optimizer state: the record, the best copy and the metrics stay
     # as they were after epoch 3, though the epoch's weights are written
-    failing = callbacks.EpochEnd(prefix, FakeSaver(prefix, fail_at=(4,)), FakeRow(), record["best_val_loss"])
+    failing = callbacks.EpochEnd(writer(prefix, fail_at=(4,)), FakeRow(), record["best_val_loss"])
     with pytest.raises(checkpoint.CheckpointError):
         run_epochs(failing, [5.0], first=4)
     assert checkpoint.epochs(prefix) == [1, 2, 3, 4] and checkpoint.load_run(prefix)["epoch"] == 3
@@ -105,8 +99,7 @@ def test_an_epoch_is_done_once_all_of_it_is_written_best_copy_and_metrics_row_in
     assert len(checkpoint.read_metrics(prefix)) == 3
     # resumed, the run does epoch 4 again: its row once, its chance to be the best kept; a resumed run
     # remembers the best so far (epoch 5 at perplexity 9 is none)
-    resumed = callbacks.EpochEnd(prefix, FakeSaver(prefix), FakeRow(), checkpoint.load_run(prefix)["best_val_loss"],
-                                 keep=2)
+    resumed = callbacks.EpochEnd(writer(prefix), FakeRow(), checkpoint.load_run(prefix)["best_val_loss"], keep=2)
     run_epochs(resumed, [5.0, 9.0], first=4)
     assert checkpoint.load_params(prefix, "best")[0]["w"].asnumpy().tolist() == [4, 4]
     assert [r["epoch"] for r in checkpoint.read_metrics(prefix)] == ["1", "2", "3", "4", "5"]
@@ -118,13 +111,5 @@ def test_keep_newest_removes_older_epochs_and_their_optimizer_states(tmp_path):
     for epoch in (1, 2, 3):
         for name in (checkpoint.params_path(prefix, epoch), checkpoint.path("states", prefix, epoch, "fused")):
             open(name, "w").close()
-    callbacks.keep_newest(prefix, 1)
+    checkpoint.RunWriter(prefix, None, dict, "fused").keep_newest(1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-0003-fused.states", "m-0003.params"]
-
-
-def test_options_given_again_replace_the_saved_ones():
-    saved = mx.optimizer.SGD(learning_rate=0.01, momentum=0.9, wd=1e-4, rescale_grad=1 / 32)
-    fresh = mx.optimizer.SGD(learning_rate=0.05, momentum=0.0, wd=0.0, rescale_grad=1 / 8, clip_gradient=5)
-    callbacks.replace_saved_options(saved, fresh, {"learning_rate", "clip_gradient"})
-    assert (saved.learning_rate, saved.clip_gradient, saved.rescale_grad) == (0.05, 5, 1 / 8)
-    assert (saved.momentum, saved.wd) == (0.9, 1e-4)  # not given again: the checkpoint's

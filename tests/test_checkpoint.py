@@ -203,4 +203,4 @@ def test_a_truncated_optimizer_state_is_a_clear_error(tmp_path):
     path = tmp_path / "m-0001-unrolled.states"
     path.write_bytes(pickle.dumps(({}, mx.optimizer.SGD(learning_rate=0.1)))[:40])
     with pytest.raises(CheckpointError, match="unreadable .*delete it"):
-        checkpoint.read_optimizer(str(path))
+        checkpoint.read_optimizer_states(str(path))

@@ -1,5 +1,4 @@
-"""cli.py: the argument types refuse what makes no sense; given_options tells typed from default;
-every command ends quietly on Ctrl-C from its first import on."""
+"""cli.py: the argument types refuse what makes no sense; every command ends quietly on Ctrl-C from its first import on."""
 import argparse
 import os
 import signal
@@ -39,15 +38,6 @@ def test_types_accept_sense():
     assert cli.random_seed("4294967295") == 2 ** 32 - 1
     assert cli.epoch_number("best") == "best" and cli.epoch_number("7") == 7
     assert cli.fraction("0") == 0.0 and cli.positive_float("1e-3") == 0.001
-
-
-def test_given_options_are_those_typed():
-    p = argparse.ArgumentParser()
-    p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--wd", type=float, default=0.0001)
-    p.add_argument("--resume", action="store_true")
-    assert cli.given_options(p, ["--resume", "--learning-rate=0.01"]) == {"resume", "learning_rate"}
-    assert p.parse_args([]).wd == 0.0001  # the defaults are back
 
 
 @pytest.mark.parametrize("script", ["train_obama.py", "generate.py", "visualize.py", "plot_curves.py",

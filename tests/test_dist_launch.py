@@ -42,7 +42,7 @@ def test_two_workers_match_one_worker_on_both_shares(small_corpus, tmp_path):
                   "--data", str(corpus), "--prefix", prefix, "--num-epoch", "2")
     assert dist.returncode == 0, dist.stdout[-3000:]
     assert "[worker 0]" in dist.stdout and "[worker 1]" in dist.stdout
-    assert "Worker 1 of 2 (dist_sync): 120 sentences, 15 batches of 8 an epoch" in dist.stdout
+    assert "Worker 1 of 2: 120 sentences, 15 batches of 8 an epoch" in dist.stdout
     # exactly one set of files, written by the first worker
     assert sorted(os.listdir(tmp_path / "dist")) == ["m-0001.params", "m-0002.params", "m-metrics.csv",
                                                      "m-run.json", "m-symbol.json", "m-vocab.json"]

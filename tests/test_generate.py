@@ -13,7 +13,7 @@ import pytest
 
 import generate
 from conftest import REPO, assert_one_line_error, run_command
-from generate import SeedError, beam_search, check_seed, generate_text, generate_texts, next_ids, stream_text
+from generate import PrimeError, beam_search, check_prime, generate_text, generate_texts, next_ids, stream_text
 
 VOCAB = {"a": 1, "b": 2, "c": 3}
 
@@ -58,7 +58,7 @@ def test_padding_straight_after_a_restart_ends_the_stream():
 
 def test_stop_at_ends_a_sample_after_the_string():
     model = ScriptedModel([1, 2, 3, 1, 2, 3, 1], [3, 3, 3, 3, 3, 3, 3])
-    # the first distribution follows the seed "c"; only new characters are matched
+    # the first distribution follows the prime text "c"; only new characters are matched
     assert generate_texts(model, VOCAB, "c", length=6, stop_at="ca") == ["cabca", "ccccccc"]
 
 
@@ -82,14 +82,14 @@ def test_sampling_follows_temperature_and_top_k_and_is_repeatable():
 
 
 def test_seed_must_be_known_and_non_empty(caplog):
-    with pytest.raises(SeedError, match="'z'"):
-        check_seed("abz", VOCAB)
-    with pytest.raises(SeedError, match="empty"):
-        check_seed("", VOCAB)
-    assert check_seed("azbé", VOCAB, skip_unknown=True) == "ab"
+    with pytest.raises(PrimeError, match="'z'"):
+        check_prime("abz", VOCAB)
+    with pytest.raises(PrimeError, match="empty"):
+        check_prime("", VOCAB)
+    assert check_prime("azbé", VOCAB, skip_unknown=True) == "ab"
     assert "'z'" in caplog.text and "'é'" in caplog.text
-    with pytest.raises(SeedError, match="empty"):
-        check_seed("zz", VOCAB, skip_unknown=True)
+    with pytest.raises(PrimeError, match="empty"):
+        check_prime("zz", VOCAB, skip_unknown=True)
 
 
 class ParityModel:
@@ -183,7 +183,7 @@ def test_generate_options_end_to_end(trained, tmp_path):
 
 def test_generate_option_mistakes_are_one_clear_line(trained, tmp_path):
     prefix, _ = trained
-    assert_one_line_error(run_command("generate.py", "--prefix", prefix), "either a SEED string or --prime-file")
+    assert_one_line_error(run_command("generate.py", "--prefix", prefix), "either a PRIME text or --prime-file")
     assert_one_line_error(run_command("generate.py", "The", "--beam", "2", "--sample"), "--beam finds the one most likely")
     assert_one_line_error(run_command("generate.py", "The", "--stream", "--num-samples", "2"), "--stream prints one sample")
     assert_one_line_error(run_command("generate.py", "--prime-file", str(tmp_path / "missing.txt"), "--prefix", prefix),
@@ -271,7 +271,7 @@ def test_generate_never_writes_over_a_file_of_the_checkpoint(trained_copy, tmp_p
 
 def test_generate_refuses_a_vocabulary_numbered_otherwise_than_training_does(trained_copy):
     vocab = json.load(open(trained_copy + "-vocab.json", encoding="utf-8"))
-    shifted = {char: number + 1 for char, number in vocab.items()}  # the seed would be fed as other characters
+    shifted = {char: number + 1 for char, number in vocab.items()}  # the prime text would be fed as other characters
     with open(trained_copy + "-vocab.json", "w", encoding="utf-8") as f:
         json.dump(shifted, f)
     assert_one_line_error(run_command("generate.py", "The", "--prefix", trained_copy),

@@ -14,6 +14,7 @@ import pytest
 
 import callbacks
 import checkpoint
+import options
 import train_obama
 from reference import held_out_perplexity
 from conftest import (TINY, TINY_BATCHES, assert_one_line_error, assert_same, error_lines, needs_bf16, params,
@@ -85,7 +86,7 @@ def test_train_bad_inputs_are_one_clear_line(small_corpus, tmp_path):
 
 
 def test_defaults_are_the_tutorials():
-    args = train_obama.parse_args([])
+    args = options.parse_args([])
     assert (args.seq_len, args.num_embed, args.num_lstm_layer, args.num_hidden, args.batch_size) == (129, 256, 3, 512, 32)
     assert (args.dropout, args.num_epoch, args.learning_rate, args.momentum, args.wd) == (0.2, 1, 0.01, 0.0, 0.0001)
     assert (args.optimizer, args.rnn_backend, args.kv_store, args.log_every) == ("sgd", "unrolled", "local", 20)
@@ -93,7 +94,8 @@ def test_defaults_are_the_tutorials():
 
 
 @pytest.mark.parametrize("optimizer, schedule, rates, bare, dropout", [
-    ("sgd", ["--momentum", "0.9", "--lr-step-epochs", "1", "--lr-factor", "0.5"], [0.01, 0.005], False, "0"),
+    ("sgd", ["--momentum", "0.9", "--lr-schedule", "step", "--lr-step-epochs", "1", "--lr-factor", "0.5"], [0.01, 0.005],
+     False, "0"),
     ("adam", [], [0.01, 0.01], False, "0"),
     # a bare --resume: the corpus, the optimizer, its rate and the dropout are the run's own, not the defaults
     ("adam", [], [0.01, 0.01], True, "0"),
@@ -170,7 +172,7 @@ def test_anneal_when_validation_stops_improving(small_corpus, tmp_path, caplog):
     prefix = str(tmp_path / "m")
     with caplog.at_level("INFO"):  # a rate this high makes the validation loss go up at once
         assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "3", "--learning-rate", "3",
-                     "--lr-anneal", "0.25", "--clip-gradient", "1") == 0
+                     "--lr-schedule", "plateau", "--lr-factor", "0.25", "--clip-gradient", "1") == 0
     rates = [float(r["learning_rate"]) for r in read_metrics(prefix)]
     vals = [float(r["val_perplexity"]) for r in read_metrics(prefix)]
     # each epoch's validation loss, against the best before it, decides the next epoch's rate
@@ -237,7 +239,7 @@ def cosine_rate(update, warmup, total, base, final):
 
 def test_cosine_schedule_after_a_warm_up_and_its_exact_resume(small_corpus, tmp_path):
     common = ["--data", small_corpus, "--dropout", "0", "--optimizer", "adam", "--wd", "0", "--num-epoch", "2",
-              "--learning-rate", "0.01", "--lr-cosine", "--lr-final", "0.001", "--warmup-epochs", "0.5"]
+              "--learning-rate", "0.01", "--lr-schedule", "cosine", "--lr-final", "0.001", "--warmup-epochs", "0.5"]
     whole, stopped, _ = whole_and_stopped(common, tmp_path)
     warmup = round(0.5 * TINY_BATCHES)
     expected = [cosine_rate(e * TINY_BATCHES, warmup, 2 * TINY_BATCHES, 0.01, 0.001) for e in (1, 2)]
@@ -251,15 +253,16 @@ def test_cosine_schedule_after_a_warm_up_and_its_exact_resume(small_corpus, tmp_
     assert [float(r["learning_rate"]) for r in read_metrics(stopped)] == pytest.approx(expected, rel=1e-6)
 
 
-def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_length(small_corpus, tmp_path):
+def test_an_extended_run_keeps_its_cosine_unless_a_new_length_is_given(small_corpus, tmp_path):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam", "--wd", "0"]
-    assert train(*common, "--learning-rate", "0.005", "--lr-cosine", "--lr-final", "0.001") == 0
-    assert train(*common, "--resume", "--num-epoch", "2", "--lr-factor", "0.5") == 0  # the saved curve ended at epoch 1
-    recorded = checkpoint.load_run(prefix)["options"]  # the schedule the run goes on with, the saved one
-    assert (recorded["lr_cosine"], recorded["lr_final"], recorded["learning_rate"]) == (True, 0.001, 0.005)
-    # given again without --learning-rate: from the run's 0.005 (not the default), over 4 epochs
-    assert train(*common, "--resume", "--num-epoch", "4", "--lr-cosine", "--lr-final", "0.001") == 0
+    assert train(*common, "--learning-rate", "0.005", "--lr-schedule", "cosine", "--lr-final", "0.001") == 0
+    assert train(*common, "--resume", "--num-epoch", "2") == 0  # the curve ended at epoch 1: at --lr-final after it
+    recorded = checkpoint.load_run(prefix)["options"]
+    assert (recorded["lr_schedule"], recorded["lr_cosine_epochs"], recorded["lr_final"], recorded["learning_rate"]) == (
+        "cosine", 1, 0.001, 0.005)
+    # a new length, from the run's own 0.005 (not the default rate), at the step the run reached
+    assert train(*common, "--resume", "--num-epoch", "4", "--lr-cosine-epochs", "4") == 0
     n = TINY_BATCHES
     assert [float(r["learning_rate"]) for r in read_metrics(prefix)] == pytest.approx(
         [0.001, 0.001, cosine_rate(3 * n, 0, 4 * n, 0.005, 0.001), 0.001], rel=1e-6)
@@ -268,18 +271,20 @@ def test_resume_keeps_the_saved_cosine_or_lays_one_given_again_over_the_new_leng
 def test_resume_refuses_a_final_rate_above_the_runs_own(small_corpus, tmp_path, capsys):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix, "--optimizer", "adam", "--wd", "0"]
-    assert train(*common, "--learning-rate", "0.005", "--lr-cosine") == 0
+    assert train(*common, "--learning-rate", "0.005", "--lr-schedule", "cosine") == 0
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     # 0.008 is below the option's default rate (0.01) but above the run's 0.005: the curve would rise
-    assert train(*common, "--resume", "--num-epoch", "2", "--lr-cosine", "--lr-final", "0.008") == 2
+    with pytest.raises(SystemExit):
+        train(*common, "--resume", "--num-epoch", "2", "--lr-final", "0.008")
     err = capsys.readouterr().err
-    assert "must be below the run's learning rate (0.005)" in err and "Traceback" not in err
+    assert "--lr-final (0.008) must be below --learning-rate (0.005) (the options not given again are the run's own" \
+        in err and "Traceback" not in err
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
     # 0.02 is above the default but below a run's 0.03: allowed
     other = str(tmp_path / "n")
-    assert train(*common[:2], "--prefix", other, "--optimizer", "adam", "--learning-rate", "0.03", "--lr-cosine") == 0
-    assert train(*common[:2], "--prefix", other, "--optimizer", "adam", "--resume", "--num-epoch", "2",
-                 "--lr-cosine", "--lr-final", "0.02") == 0
+    assert train(*common[:2], "--prefix", other, "--optimizer", "adam", "--learning-rate", "0.03",
+                 "--lr-schedule", "cosine") == 0
+    assert train(*common[:2], "--prefix", other, "--resume", "--num-epoch", "2", "--lr-final", "0.02") == 0
     assert float(read_metrics(other)[-1]["learning_rate"]) == pytest.approx(0.02, rel=1e-6)
 
 
@@ -293,7 +298,7 @@ def test_global_norm_clip_scales_the_whole_step_to_the_given_norm(small_corpus, 
     contexts = [mx.cpu(i) for i in range(devices)]
 
     def one_batch(name, *clip):
-        args = train_obama.parse_args(TINY + ["--data", str(corpus), "--val-frac", "0.2", "--prefix", str(tmp_path / name),
+        args = options.parse_args(TINY + ["--data", str(corpus), "--val-frac", "0.2", "--prefix", str(tmp_path / name),
                                               "--optimizer", "sgd", "--momentum", "0", "--wd", "0", "--dropout", "0",
                                               "--learning-rate", "0.1", *clip])
         train_obama.train(args, contexts)
@@ -330,16 +335,22 @@ def test_kill_9_leaves_earlier_checkpoints_loadable(small_corpus, tmp_path):
     assert checkpoint.load_vocab(prefix)
 
 
-def test_fused_backend_resumes_an_unrolled_checkpoint(small_corpus, tmp_path, caplog):
+def test_the_other_backend_resumes_a_checkpoint_whose_optimizer_holds_no_state(small_corpus, tmp_path, caplog, capsys):
     prefix = str(tmp_path / "m")
-    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "1") == 0
+    assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "1") == 0  # plain SGD: no state
     with caplog.at_level("INFO"):
         assert train("--data", small_corpus, "--prefix", prefix, "--num-epoch", "2", "--resume",
                      "--rnn-backend", "fused") == 0
-    assert "optimizer starts afresh" in caplog.text
+    assert "optimizer starts afresh" not in caplog.text
     assert set(params(prefix, 2)) == set(params(prefix, 1))
     losses = [float(r["val_perplexity"]) for r in read_metrics(prefix)]
     assert losses[1] < losses[0]
+    # Adam's state fits only the backend that made it: refused in one line
+    adam = str(tmp_path / "adam")
+    assert train("--data", small_corpus, "--prefix", adam, "--optimizer", "adam") == 0
+    assert train("--prefix", adam, "--resume", "--num-epoch", "2", "--rnn-backend", "fused") == 2
+    assert "fits the unrolled backend's parameters, not the fused backend's: carry it on with --rnn-backend " \
+        "unrolled" in error_lines(capsys.readouterr().err)[0]
 
 
 @needs_bf16
@@ -370,7 +381,7 @@ def test_resume_mismatches_are_clear_errors(small_corpus, tmp_path, capsys):
     assert train("--data", small_corpus, "--prefix", str(tmp_path / "none"), "--resume") == 2
 
 
-def test_tinyshakespeare_stream_mode_with_its_own_vocabulary(tmp_path, caplog):
+def test_tinyshakespeare_stateful_with_its_own_vocabulary(tmp_path, caplog):
     import bucket_io
     source = os.path.join(bucket_io.DEFAULT_MIRROR, "tinyshakespeare.txt")
     if not os.path.exists(source):
@@ -379,9 +390,8 @@ def test_tinyshakespeare_stream_mode_with_its_own_vocabulary(tmp_path, caplog):
     corpus.write_text(open(source, encoding="utf-8").read()[:40000], encoding="utf-8")
     prefix = str(tmp_path / "m")
     with caplog.at_level("INFO"):
-        assert train("--data", str(corpus), "--prefix", prefix, "--stream", "--seq-len", "100") == 0
-    # 40,000 characters in pieces of 100: 400 samples, 380 for training
-    assert "bucket of len 100 : 380 samples" in caplog.text
+        assert train("--data", str(corpus), "--prefix", prefix, "--stateful", "--seq-len", "100") == 0
+    assert re.search(r"Epoch\[0\] 45/\d+ batches", caplog.text)  # 8 streams of 100 steps a batch
     vocab = checkpoint.load_vocab(prefix)
     assert vocab == bucket_io.build_vocab(str(corpus)) and len(vocab) + 1 == params(prefix, 1)["cls_bias"].size
 
@@ -447,26 +457,50 @@ def test_one_run_per_prefix_and_a_killed_runs_temporaries_go(small_corpus, tmp_p
     assert epochs == sorted(set(epochs)) and epochs[-1] == done + 1
 
 
-def test_resume_follows_the_options_given_again(small_corpus, tmp_path, caplog):
+def test_resume_follows_the_options_given_again_and_init_from_starts_another_run(small_corpus, tmp_path, capsys):
     prefix = str(tmp_path / "m")
     common = ["--data", small_corpus, "--prefix", prefix]
     assert train(*common, "--learning-rate", "0.01", "--momentum", "0.5") == 0
-    with caplog.at_level("INFO"):
-        assert train(*common, "--resume", "--num-epoch", "2", "--learning-rate", "0.05") == 0
-    assert "--learning-rate 0.05 from the command line replaces the checkpoint's 0.01" in caplog.text
-    recorded = checkpoint.load_run(prefix)["options"]  # the optimizer in use, not the options' defaults
+    assert train(*common, "--resume", "--num-epoch", "2", "--learning-rate", "0.05") == 0
+    recorded = checkpoint.load_run(prefix)["options"]  # given again: the run's from here on
     assert (recorded["optimizer"], recorded["learning_rate"], recorded["momentum"]) == ("sgd", 0.05, 0.5)
-    with caplog.at_level("INFO"):
-        assert train(*common, "--resume", "--num-epoch", "3", "--optimizer", "adam", "--learning-rate", "0.002",
-                     "--wd", "0") == 0
-    assert "--optimizer adam replaces the checkpoint's sgd: the optimizer starts afresh" in caplog.text
-    assert train(*common, "--resume", "--num-epoch", "4") == 0  # nothing given again: the saved optimizer goes on
-    recorded = checkpoint.load_run(prefix)["options"]
-    assert (recorded["optimizer"], recorded["learning_rate"], recorded["wd"]) == ("adam", 0.002, 0.0)
-    rows = read_metrics(prefix)
-    assert [float(r["learning_rate"]) for r in rows] == [0.01, 0.05, 0.002, 0.002]
-    assert [r["optimizer"] for r in rows] == ["sgd wd=0.0001 momentum=0.5", "sgd wd=0.0001 momentum=0.5",
-                                              "adam wd=0", "adam wd=0"]
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    # the state of one optimizer cannot carry another on: refused, and said how to change it
+    assert train(*common, "--resume", "--num-epoch", "3", "--optimizer", "adam") == 2
+    assert "the run's optimizer state is sgd's, so --optimizer adam cannot carry it on: to change the optimizer, start " \
+        "a new run from this one with --init-from" in error_lines(capsys.readouterr().err)[0]
+    # a new run from the best epoch's weights, its optimizer fresh; the source run's files are only read
+    other = str(tmp_path / "n")
+    assert train("--data", small_corpus, "--prefix", other, "--init-from", prefix, "--init-epoch", "best",
+                 "--optimizer", "adam", "--learning-rate", "0.002", "--wd", "0") == 0
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    best = checkpoint.load_run(prefix)["best_epoch"]
+    trained_on = params(other, 1)
+    assert np.abs(trained_on["cls_weight"] - params(prefix, best)["cls_weight"]).max() < 0.1  # near its start
+    fresh = str(tmp_path / "fresh")
+    assert train("--data", small_corpus, "--prefix", fresh, "--optimizer", "adam", "--learning-rate", "0.002") == 0
+    assert float(read_metrics(other)[0]["val_perplexity"]) < float(read_metrics(fresh)[0]["val_perplexity"])
+    assert checkpoint.load_run(other)["options"]["init_from"] == prefix
+    assert [r["optimizer"] for r in read_metrics(other)] == ["adam wd=0"]
+    assert train(*common, "--resume", "--num-epoch", "3") == 0  # nothing given again: the run's own
+    assert [float(r["learning_rate"]) for r in read_metrics(prefix)] == [0.01, 0.05, 0.05]
+
+
+def test_init_from_refuses_another_model_or_vocabulary(small_corpus, tmp_path, capsys):
+    prefix = str(tmp_path / "m")
+    assert train("--data", small_corpus, "--prefix", prefix) == 0
+    assert train("--data", small_corpus, "--prefix", str(tmp_path / "n"), "--init-from", prefix,
+                 "--num-hidden", "32") == 2
+    assert "has 1 layers of 16 units over a 8-wide embedding; give the same --num-lstm-layer" in \
+        error_lines(capsys.readouterr().err)[0]
+    other = tmp_path / "other.txt"
+    other.write_text("xyz\n" * 50, encoding="utf-8")
+    assert train("--data", str(other), "--prefix", str(tmp_path / "n"), "--init-from", prefix) == 2
+    assert "vocabulary" in error_lines(capsys.readouterr().err)[0]
+    assert train("--data", small_corpus, "--prefix", str(tmp_path / "n"), "--init-from", prefix,
+                 "--init-epoch", "7") == 2
+    assert "checkpoint not found" in error_lines(capsys.readouterr().err)[0]
+    assert not os.path.exists(tmp_path / "n-0001.params")
 
 
 def test_ctrl_c_in_the_first_epoch_resumes_from_its_partial_checkpoint(small_corpus, tmp_path, capsys):
@@ -521,7 +555,9 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--wd", "nan"], "--wd: must be a finite number"),
     (["--momentum", "-0.9"], "--momentum: must not be negative"),
     (["--clip-gradient", "-5"], "--clip-gradient: must be positive"),
-    (["--lr-factor", "2"], "--lr-factor must be at most 1"),
+    (["--lr-schedule", "step", "--lr-step-epochs", "2", "--lr-factor", "2"], "--lr-factor must be below 1"),
+    (["--lr-schedule", "step"], "--lr-schedule step needs --lr-step-epochs"),
+    (["--lr-schedule", "weekly"], "--lr-schedule: invalid choice: 'weekly'"),
     (["--seed", "4294967296"], "--seed: must be between 0 and 4294967295"),
     (["--seed", "-1"], "--seed: must be between 0 and 4294967295"),
     (["--prefix", ""], "--prefix: must name a path"),
@@ -530,21 +566,23 @@ def test_the_vocabulary_is_checked_before_anything_is_written(small_corpus, tmp_
     (["--weight-drop", "nan"], "--weight-drop: must be a finite number"),
     (["--embed-dropout", "-0.1"], r"--embed-dropout: must be in \[0, 1\)"),
     (["--num-epoch", "two"], "--num-epoch: expected a whole number"),
-    (["--lr-anneal", "0.5", "--kv-store", "dist_sync"], "--lr-anneal does not reach the parameter servers"),
+    (["--lr-schedule", "plateau", "--kv-store", "dist_sync"], "--lr-schedule plateau does not reach the parameter servers"),
     (["--clip-global-norm", "5", "--kv-store", "dist_sync"], "--clip-global-norm needs every gradient in one place"),
     (["--clip-global-norm", "0"], "--clip-global-norm: must be positive"),
-    (["--lr-anneal", "0.5", "--lr-cosine"], "--lr-anneal and --lr-cosine are different schedules"),
-    (["--lr-step-epochs", "2", "--lr-cosine"], "--lr-step-epochs and --lr-cosine are different schedules"),
-    (["--lr-anneal", "0.5", "--warmup-epochs", "1"], "--warmup-epochs goes with a planned schedule"),
-    (["--lr-cosine", "--learning-rate", "0.01", "--lr-final", "0.01"], "--lr-final .* must be below"),
-    (["--lr-final", "0.001"], "--lr-final is where --lr-cosine ends"),
+    (["--lr-schedule", "plateau", "--warmup-epochs", "1"], "--warmup-epochs goes with a planned schedule"),
+    (["--lr-schedule", "cosine", "--learning-rate", "0.01", "--lr-final", "0.01"], "--lr-final .* must be below"),
+    (["--lr-cosine"], "unrecognized arguments: --lr-cosine"),  # the schedule is one option now
+    (["--stream"], "unrecognized arguments: --stream"),  # superseded by --stateful
+    (["--init-epoch", "3"], "--init-epoch is the epoch of --init-from: give --init-from too"),
+    (["--prefix", "/tmp/run/m", "--init-from", "/tmp/run/../run/m"], "--init-from names this run's own --prefix"),
+    (["@/no/such/recipe.args"], "No such file or directory: '/no/such/recipe.args'"),
     (["--warmup-epochs", "-1"], "--warmup-epochs: must not be negative"),
     (["--resume", "--overwrite"], "--resume carries on the run under --prefix and --overwrite starts a new one"),
     (["--kv-store", "dist_sync"], "start it with dist_launch.py"),  # without the DMLC_* variables
 ])
 def test_numbers_that_make_no_sense_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
-        train_obama.parse_args(argv)
+        options.parse_args(argv)
     errors = error_lines(capsys.readouterr().err)
     assert stop.value.code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
 
@@ -628,7 +666,7 @@ def test_stateful_batches_start_where_the_batch_before_ended_on_each_device(smal
             carry(param)
         return record
     monkeypatch.setattr(callbacks, "carry_states", recording_carry)
-    args = train_obama.parse_args(TINY + ["--data", small_corpus, "--prefix", str(tmp_path / "m"), "--stateful",
+    args = options.parse_args(TINY + ["--data", small_corpus, "--prefix", str(tmp_path / "m"), "--stateful",
                                           "--val-frac", "0", "--num-epoch", "2", "--rnn-backend", backend])
     train_obama.train(args, [mx.cpu(0), mx.cpu(1)])  # two devices, each with half the streams
     with open(small_corpus, encoding="utf-8") as f:  # the running text in 8 streams, 129 steps a batch
@@ -650,13 +688,11 @@ def test_stateful_resume_ends_as_an_uninterrupted_run_and_generates(small_corpus
     # uninterrupted one draws there (replaying the first batches' masks on the same text made it differ)
     common = ["--data", small_corpus, "--stateful", "--dropout", "0.3", "--momentum", "0.9", "--num-epoch", "2"]
     whole, stopped, _ = whole_and_stopped(common, tmp_path)
-    assert checkpoint.load_carried(stopped, 1) is not None
+    assert checkpoint.load_carried(stopped, 1, "unrolled") is not None
     # a bare --resume: the corpus, --stateful, the sizes, the dropout and --num-epoch are the run's own
     resumed = start_command("train_obama.py", "--prefix", stopped, "--resume")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0 and re.search(r"Resuming at epoch 2, after batch \d+", out), out
-    kept = next(line for line in out.splitlines() if "kept on --resume" in line)
-    assert all(option in kept for option in ("--stateful", "--num-hidden 16", "--dropout 0.3", "--num-epoch 2"))
     assert_same(params(whole, 2), params(stopped, 2))
     generated = run_command("generate.py", "The United States", "--prefix", stopped, "--length", "300")
     assert generated.returncode == 0 and generated.stdout.startswith("The United States"), generated.stderr
@@ -667,7 +703,7 @@ def test_embed_init_normal_draws_the_embedding_from_a_unit_normal(small_corpus, 
     runs = {}
     for init in ("xavier", "normal"):
         prefix = str(tmp_path / init / "m")
-        args = train_obama.parse_args(TINY + ["--data", small_corpus, "--prefix", prefix, "--embed-init", init,
+        args = options.parse_args(TINY + ["--data", small_corpus, "--prefix", prefix, "--embed-init", init,
                                               "--learning-rate", "1e-9", "--rnn-backend", "fused"])
         train_obama.train(args, [mx.cpu()])  # a rate this small leaves the weights where they started
         runs[init] = params(prefix, 1)
@@ -686,7 +722,7 @@ def test_weight_drop_leaves_the_dropped_recurrent_weights_of_a_batch_untouched(s
         corpus.write_text("".join(f.readlines()[:10]), encoding="utf-8")
 
     def one_batch(name, rate, *more):
-        args = train_obama.parse_args(TINY + ["--data", str(corpus), "--val-frac", "0.2", "--prefix", str(tmp_path / name),
+        args = options.parse_args(TINY + ["--data", str(corpus), "--val-frac", "0.2", "--prefix", str(tmp_path / name),
                                               "--optimizer", "sgd", "--momentum", "0", "--wd", "0", "--dropout", "0",
                                               "--rnn-backend", backend, "--learning-rate", rate, *more])
         train_obama.train(args, [mx.cpu()])
@@ -707,9 +743,9 @@ def test_resume_keeps_the_runs_regularisation_unless_given_again(small_corpus, t
                  "--clip-global-norm", "7") == 0
     with caplog.at_level("INFO"):
         assert train(*common, "--resume", "--num-epoch", "2") == 0
-    kept = next(line for line in caplog.text.splitlines() if "kept on --resume" in line)
-    assert "--dropout 0.0" in kept and "--weight-drop 0.3" in kept and "--clip-global-norm 7.0" in kept
-    assert "--embed-dropout 0.2" in kept
+    recorded = checkpoint.load_run(prefix)["options"]
+    assert (recorded["dropout"], recorded["weight_drop"], recorded["embed_dropout"], recorded["clip_global_norm"]) == (
+        0.0, 0.3, 0.2, 7.0)
     assert "clipped at 7 in" in caplog.text
     assert train(*common, "--resume", "--num-epoch", "3", "--weight-drop", "0", "--dropout", "0.1",
                  "--embed-dropout", "0") == 0
@@ -726,30 +762,39 @@ def test_resume_keeps_the_runs_data_model_and_backend_and_names_them_in_a_refusa
            "--rnn-backend", "fused", "--seed", "7", "--num-epoch", "2"]
     assert train(*run) == 0
     monkeypatch.chdir(tmp_path)
-    args = train_obama.parse_args(["--prefix", prefix, "--resume"])
+    args = options.parse_args(["--prefix", prefix, "--resume"])
     assert (args.data, args.stateful, args.seq_len, args.batch_size, args.rnn_backend, args.seed, args.num_epoch,
             args.num_hidden, args.num_embed, args.num_lstm_layer) == (small_corpus, True, 16, 8, "fused", 7, 2, 16, 8, 1)
     assert train_obama.main(["--prefix", prefix, "--resume"]) == 0  # trained for the run's 2 epochs: nothing to do
     assert checkpoint.epochs(prefix) == [1, 2]
     # given again, an option replaces the run's own; one the run had that clashes is named as kept
-    args = train_obama.parse_args(["--prefix", prefix, "--resume", "--no-stateful", "--batch-size", "4"])
+    args = options.parse_args(["--prefix", prefix, "--resume", "--no-stateful", "--batch-size", "4"])
     assert (args.stateful, args.batch_size, args.seq_len) == (False, 4, 16)
     with pytest.raises(SystemExit):
-        train_obama.parse_args(["--prefix", prefix, "--resume", "--buckets", "8,16"])
+        options.parse_args(["--prefix", prefix, "--resume", "--buckets", "8,16"])
     refusal = error_lines(capsys.readouterr().err)[-1]
-    assert "not with --buckets" in refusal and refusal.endswith("--stateful: the run's own, kept on --resume)")
+    assert "not with --buckets" in refusal
+    assert refusal.endswith("(the options not given again are the run's own, from %s-run.json)" % prefix)
 
 
-def test_resume_keeps_the_runs_anneal_unless_another_schedule_or_a_parameter_server(tmp_path, caplog, monkeypatch):
-    monkeypatch.setenv("DMLC_ROLE", "worker")  # as dist_launch.py starts a worker
+def test_a_record_written_before_the_schedule_was_one_option_resumes_in_todays_terms(tmp_path, capsys, monkeypatch):
     prefix = str(tmp_path / "m")
-    checkpoint.save_run(prefix, epoch=1, batch=0, options={"lr_anneal": 0.5, "clip_global_norm": 7.0})
-    assert train_obama.parse_args(["--prefix", prefix, "--resume"]).lr_anneal == 0.5
-    assert train_obama.parse_args(["--prefix", prefix, "--resume", "--lr-cosine"]).lr_anneal is None
-    with caplog.at_level("WARNING"):
-        args = train_obama.parse_args(["--prefix", prefix, "--resume", "--kv-store", "dist_sync"])
-    assert (args.lr_anneal, args.clip_global_norm) == (None, None)
-    assert "--lr-anneal 0.5 is not kept" in caplog.text and "--clip-global-norm 7.0 is not kept" in caplog.text
+    old = {"lr_anneal": 0.5, "lr_cosine": False, "lr_step_epochs": None, "stream": False, "data_mirror": "/x",
+           "num_epoch": 6, "resume": False, "given": None}
+    checkpoint.save_run(prefix, epoch=1, batch=0, options=old)
+    args = options.parse_args(["--prefix", prefix, "--resume"])
+    assert (args.lr_schedule, args.lr_factor, args.num_epoch) == ("plateau", 0.5, 6)
+    checkpoint.save_run(prefix, options=dict(old, lr_anneal=None, lr_cosine=True))
+    args = options.parse_args(["--prefix", prefix, "--resume"])
+    assert (args.lr_schedule, args.lr_cosine_epochs) == ("cosine", 6)  # the curve planned over the run's epochs
+    checkpoint.save_run(prefix, options=dict(old, lr_anneal=None, lr_step_epochs=[2, 4]))
+    assert options.parse_args(["--prefix", prefix, "--resume"]).lr_schedule == "step"
+    # what cannot hold under the one rule is refused: the plateau on parameter servers
+    monkeypatch.setenv("DMLC_ROLE", "worker")  # as dist_launch.py starts a worker
+    checkpoint.save_run(prefix, options=old)
+    with pytest.raises(SystemExit):
+        options.parse_args(["--prefix", prefix, "--resume", "--kv-store", "dist_sync"])
+    assert "--lr-schedule plateau does not reach the parameter servers" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -788,8 +833,9 @@ def test_several_buckets_train_resume_and_score_every_held_out_line(three_bucket
     ("-0002-unrolled.states", ["--optimizer", "adam", "--learning-rate", "0.01"]),
     ("-best.params", ["--optimizer", "adam", "--learning-rate", "0.01"]),
     # a rate this high makes the validation loss go up at once: the rate is annealed at epoch ends
-    ("-0002-unrolled.states", ["--learning-rate", "3", "--clip-gradient", "1", "--lr-anneal", "0.25"]),
-    ("-metrics.csv", ["--learning-rate", "3", "--clip-gradient", "1", "--lr-anneal", "0.25"]),
+    ("-0002-unrolled.states", ["--learning-rate", "3", "--clip-gradient", "1", "--lr-schedule", "plateau",
+                               "--lr-factor", "0.25"]),
+    ("-metrics.csv", ["--learning-rate", "3", "--clip-gradient", "1", "--lr-schedule", "plateau", "--lr-factor", "0.25"]),
 ])
 def test_an_epoch_stopped_before_all_of_it_is_written_is_done_again(small_corpus, tmp_path, monkeypatch, capsys,
                                                                    failing, schedule):
@@ -816,7 +862,7 @@ def test_an_epoch_stopped_before_all_of_it_is_written_is_done_again(small_corpus
         {k: v for k, v in r.items() if k not in untimed} for r in read_metrics(whole)]
     assert checkpoint.load_run(stopped)["best_epoch"] == checkpoint.load_run(whole)["best_epoch"]
     assert_same(params(whole, "best"), params(stopped, "best"), tol=0)
-    if "--lr-anneal" in schedule:  # the rate was lowered after epoch 1 or 2: the resumed run follows it
+    if "plateau" in schedule:  # the rate was lowered after epoch 1 or 2: the resumed run follows it
         assert len({r["learning_rate"] for r in read_metrics(whole)}) > 1
 
 
