@@ -1,0 +1,142 @@
+"""Generation speed (a benchmark script, not a test): characters per second of the tutorial's
+model (3x512 LSTM, embed 256, 84 labels, random weights) stepped one character at a time.
+
+Contenders, alternated round by round in the same run:
+  tutorial  the tutorial's one-step graph of ~40 operators (lstm_inference_symbol)
+  fused     LSTMInferenceModel: one fused mx.sym.RNN per layer
+  pytorch   nn.LSTM stepped the same way (only when torch is installed)
+It also times `generate.py` from process start to its first generated character.
+
+    python benchmarks/bench_generate.py [--rounds 3] [--steps 300]
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")  # as generate.py runs
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))  # reference.py
+
+import mxnet as mx  # noqa: E402
+
+import checkpoint  # noqa: E402
+import reference  # noqa: E402
+from lstm import lstm_inference_symbol  # noqa: E402
+from rnn_model import LSTMInferenceModel  # noqa: E402
+
+LAYERS, HIDDEN, EMBED, LABELS = 3, 512, 256, 84
+
+
+class TutorialStep:
+    """The tutorial's inference loop: the unrolled one-step graph, states copied back each step."""
+
+    def __init__(self, params, streams):
+        self.sym = lstm_inference_symbol(LAYERS, LABELS, HIDDEN, EMBED, LABELS)
+        shapes = {"data": (streams,)}
+        self.names = []
+        for i in range(LAYERS):
+            self.names += ["l%d_init_c" % i, "l%d_init_h" % i]
+            shapes["l%d_init_c" % i] = shapes["l%d_init_h" % i] = (streams, HIDDEN)
+        self.ex = self.sym.simple_bind(mx.cpu(), grad_req="null", **shapes)
+        for name, value in params.items():
+            self.ex.arg_dict[name][:] = value
+
+    def forward(self, ids):
+        self.ex.arg_dict["data"][:] = ids
+        self.ex.forward(is_train=False)
+        for name, out in zip(self.names, self.ex.outputs[1:]):
+            out.copyto(self.ex.arg_dict[name])
+        return self.ex.outputs[0].asnumpy()
+
+
+class FusedStep:
+    def __init__(self, params, streams):
+        self.model = LSTMInferenceModel(LAYERS, LABELS, HIDDEN, EMBED, LABELS, batch_size=streams,
+                                        arg_params={k: mx.nd.array(v) for k, v in params.items()})
+
+    def forward(self, ids):
+        return self.model.forward(ids)
+
+
+class TorchStep:
+    def __init__(self, params, streams):
+        import torch
+        self.torch = torch
+        self.embed = torch.nn.Embedding(LABELS, EMBED)
+        self.lstm = torch.nn.LSTM(EMBED, HIDDEN, LAYERS)
+        self.cls = torch.nn.Linear(HIDDEN, LABELS)
+        self.state = None
+
+    def forward(self, ids):
+        torch = self.torch
+        with torch.inference_mode():
+            x = self.embed(torch.as_tensor(ids, dtype=torch.long)).unsqueeze(0)
+            out, self.state = self.lstm(x, self.state)
+            return torch.softmax(self.cls(out[0]), dim=-1).numpy()
+
+
+def chars_per_second(step, streams, steps):
+    ids = np.random.RandomState(0).randint(1, LABELS, size=streams)
+    for _ in range(10):
+        step.forward(ids)
+    tic = time.perf_counter()
+    for _ in range(steps):
+        prob = step.forward(ids)
+        ids = prob.argmax(axis=1)
+    return steps * streams / (time.perf_counter() - tic)
+
+
+def time_to_first_character(prefix):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "generate.py")
+    tic = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, script, "The United States", "--prefix", prefix, "--stream",
+                             "--length", "50"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.read(len("The United States") + 1)
+    first = time.perf_counter() - tic
+    proc.communicate()
+    return first
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300)
+    args = p.parse_args()
+    params = reference.random_params(LAYERS, LABELS, HIDDEN, EMBED, LABELS, scale=0.05)
+    contenders = {"tutorial": TutorialStep, "fused": FusedStep}
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+        contenders["pytorch"] = TorchStep
+    except ImportError:
+        print("(torch is not installed: no PyTorch figures)")
+    print("%s, %d cores, %s, mxnet %s, %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(), platform.processor()
+                                              or platform.machine(), mx.__version__, "MXNET_ENGINE_TYPE=%s"
+                                              % os.environ.get("MXNET_ENGINE_TYPE", "default")))
+    print("%-9s %8s %14s %12s" % ("contender", "streams", "chars/s (best)", "vs pytorch"))
+    for streams in (1, 32):
+        steps = args.steps if streams == 1 else max(args.steps // 4, 20)
+        built = {name: make(params, streams) for name, make in contenders.items()}
+        best = {name: 0.0 for name in built}
+        for _ in range(args.rounds):
+            for name, step in built.items():
+                best[name] = max(best[name], chars_per_second(step, streams, steps))
+        for name, speed in best.items():
+            ratio = "%.2fx" % (speed / best["pytorch"]) if "pytorch" in best else "-"
+            print("%-9s %8d %14.0f %12s" % (name, streams, speed, ratio))
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "bench")
+        checkpoint.save_checkpoint(prefix, 1, None, {k: mx.nd.array(v) for k, v in params.items()}, {})
+        checkpoint.save_vocab(prefix, {chr(32 + i): i + 1 for i in range(LABELS - 1)})
+        print("generate.py: first generated character after %.2f s" % min(time_to_first_character(prefix)
+                                                                           for _ in range(2)))
+
+
+if __name__ == "__main__":
+    main()
