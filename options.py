@@ -98,7 +98,9 @@ def build_parser():
     from a recipe file; options after it win."""
     # no abbreviations: a recipe file's flag would change meaning when an option is added
     p = RecipeParser(description="Train the tutorial's character-level LSTM.", fromfile_prefix_chars="@",
-                     allow_abbrev=False)
+                     allow_abbrev=False, epilog="Options can come from a recipe file, one --flag value a line: "
+                                                "python train_obama.py @config/short.args (config/ has more); "
+                                                "options after it win.")
     add_data_options(p.add_argument_group("data"))
     add_model_options(p.add_argument_group("model"))
     add_optimization_options(p.add_argument_group("optimization"))
@@ -121,6 +123,12 @@ class RecipeParser(argparse.ArgumentParser):
             return []
         flag, _, value = line.partition(" ")
         return [recipe_path(flag)] + ([value.strip()] if value.strip() else [])
+
+    def parse_known_args(self, args=None, namespace=None):
+        try:
+            return super().parse_known_args(args, namespace)
+        except UnicodeDecodeError as err:  # argparse reads recipe files as text, and lets this through
+            self.error("a recipe file is not UTF-8 text (%s)" % err)
 
 
 def recipe_path(arg):

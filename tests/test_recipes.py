@@ -80,3 +80,18 @@ def test_the_best_models_cycle_runs_from_its_files_alone(small_corpus, tmp_path)
             assert "Starting from the weights of checkpoints/best-%d-" % (phase - 1) in done.stderr
             assert checkpoint.load_run(prefix)["options"]["init_from"] == str(tmp_path / "checkpoints" /
                                                                               ("best-%d" % (phase - 1)))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe--num-hidden 32\n", "a recipe file is not UTF-8 text"),
+    (b"--num-hidden thirty\n", "argument --num-hidden: expected a whole number, got 'thirty'"),
+    (b"num-hidden 32\n", "unrecognized arguments: num-hidden 32"),
+    (b"--num-hid 32\n", "unrecognized arguments: --num-hid 32"),  # no abbreviations: a recipe keeps its meaning
+])
+def test_a_recipe_that_is_not_one_is_one_line(tmp_path, capsys, content, message):
+    recipe = tmp_path / "bad.args"
+    recipe.write_bytes(content)
+    with pytest.raises(SystemExit) as stop:
+        options.parse_args(["@" + str(recipe)])
+    errors = error_lines(capsys.readouterr().err)
+    assert stop.value.code == 2 and len(errors) == 1 and message in errors[0], errors
