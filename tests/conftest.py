@@ -1,6 +1,7 @@
 """What the tests share: the one tiny configuration, the corpora, a tiny trained checkpoint, and
 ways to run the commands as a user does."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -13,6 +14,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import device  # noqa: E402  (before mxnet, as the project's modules import it)
 import checkpoint  # noqa: E402
+
+# The commands under test start as a user starts them, with Ctrl-C, SIGTERM and SIGHUP at their
+# defaults, also where the suite itself runs with them ignored (started in the background, or under
+# nohup): an ignored signal stays ignored across exec, and the commands keep an ignored one so.
+for _signal, _default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+                          (signal.SIGHUP, signal.SIG_DFL)):
+    if signal.getsignal(_signal) == signal.SIG_IGN:
+        signal.signal(_signal, _default)
 
 # The tiny model every training test uses, the recipe config/tiny.args: trains an epoch of 300
 # lines in about a second.
