@@ -247,12 +247,15 @@ def test_ctrl_c_in_generate_is_quiet_and_leaves_no_file(trained, tmp_path):
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "generate.py"), "The", "--prefix", prefix,
                              "--length", "10000000", "--output", str(out)],
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
-    for line in proc.stderr:  # interrupt once it generates
-        if "Loaded" in line:
-            break
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=60)[1]
+    try:
+        for line in proc.stderr:  # interrupt once it generates
+            if "Loaded" in line:
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()  # never left generating for hours where the signal did not stop it
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert os.listdir(tmp_path) == []
 
