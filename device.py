@@ -207,15 +207,22 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 
 
 def bf16_unavailable_reason(flags=None):
-    """Why the CPU cannot run MXNet's bfloat16 products, or None when it can.
-
-    oneDNN inside MXNet 1.9.1 builds bfloat16 primitives only on CPUs with AVX-512 bf16; elsewhere
-    binding fails at the first batch with "could not create a primitive descriptor iterator".
-    """
+    """Why the CPU cannot run oneDNN's bfloat16 LSTM, or None when it can: oneDNN builds bfloat16
+    primitives only on CPUs with AVX-512 bf16 (and AMX)."""
     flags = cpu_flags() if flags is None else flags
     if "avx512_bf16" not in flags:
         return "this CPU has no AVX-512 bf16 (avx512_bf16 is not among its flags in /proc/cpuinfo)"
     return None
+
+
+def lstm_kernel(contexts):
+    """What runs the fused backend's LSTM on these contexts: oneDNN 3 (onednn.py, from the
+    onednn-cpu-gomp wheel) on the CPU, where it is faster than mx.sym.RNN (BENCHMARKS.md) and is
+    installed; mx.sym.RNN elsewhere (cuDNN on a GPU)."""
+    import onednn
+    if all(ctx.device_type == "cpu" for ctx in contexts) and onednn.library_path() is not None:
+        return "onednn"
+    return "mxnet"
 
 
 def memory_bytes():

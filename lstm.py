@@ -298,8 +298,18 @@ def _rnn_outputs(rnn, state_outputs, final_h, final_c):
     return rnn[0]
 
 
+def _rnn(kernel, bf16, **lstm):
+    """An LSTM over a sequence: mx.sym.RNN (`kernel` "mxnet"), or the same operator on oneDNN 3
+    ("onednn", onednn_rnn.py), in bfloat16 with `bf16`."""
+    if kernel == "onednn":
+        import onednn_rnn
+        return onednn_rnn.rnn(bf16=bf16, **lstm)
+    return mx.sym.RNN(mode="lstm", **lstm)
+
+
 def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed, num_label, dropout=0.,
-                      state_outputs=False, weight_drop=0., embed_dropout=0., batch_width=None):
+                      state_outputs=False, weight_drop=0., embed_dropout=0., batch_width=None, kernel="mxnet",
+                      bf16=False):
     """The training graph of `lstm_unroll` built on mx.sym.RNN (oneDNN on the CPU, cuDNN on a GPU):
     the same model and maths, with the LSTM parameters in one vector (`lstm_parameters`, see
     fuse_lstm_params) and the zero initial states fed as `lstm_init_c` and `lstm_init_h`,
@@ -309,7 +319,8 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
     Without dropout all layers are one RNN operator. With dropout each layer is its own RNN with
     a Dropout between them, because MXNet 1.9.1's oneDNN RNN ignores the operator's own `p`.
     `state_outputs` adds the final states (lstm_c, then lstm_h, batch-major as the inputs).
-    `weight_drop`, `embed_dropout` and `batch_width` are as in lstm_unroll.
+    `weight_drop`, `embed_dropout` and `batch_width` are as in lstm_unroll; `kernel` and `bf16`
+    choose what runs the LSTM (_rnn).
     """
     embed = _drop_embedding(_embed(_first_steps("data", seq_len, batch_width), input_size, num_embed), embed_dropout)
     weights, biases = _fused_sizes(num_lstm_layer, num_hidden, num_embed)
@@ -325,16 +336,15 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
             if i > 0:
                 hidden = mx.sym.Dropout(data=hidden, p=dropout)
             layer_params = _fused_layer_params(params, i, num_lstm_layer, num_hidden, num_embed, weight_drop)
-            rnn = mx.sym.RNN(data=hidden, parameters=layer_params,
-                             state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
-                             state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
-                             state_size=num_hidden, num_layers=1, mode="lstm", state_outputs=state_outputs,
-                             name="lstm_l%d" % i)
+            rnn = _rnn(kernel, bf16, data=hidden, parameters=layer_params,
+                       state=mx.sym.slice_axis(init_h, axis=0, begin=i, end=i + 1),
+                       state_cell=mx.sym.slice_axis(init_c, axis=0, begin=i, end=i + 1),
+                       state_size=num_hidden, num_layers=1, state_outputs=state_outputs, name="lstm_l%d" % i)
             hidden = _rnn_outputs(rnn, state_outputs, final_h, final_c)
     else:
         all_params = _fused_all_params(params, num_lstm_layer, num_hidden, num_embed, weight_drop)
-        rnn = mx.sym.RNN(data=hidden, parameters=all_params, state=init_h, state_cell=init_c, state_size=num_hidden,
-                         num_layers=num_lstm_layer, mode="lstm", state_outputs=state_outputs, name="lstm")
+        rnn = _rnn(kernel, bf16, data=hidden, parameters=all_params, state=init_h, state_cell=init_c,
+                   state_size=num_hidden, num_layers=num_lstm_layer, state_outputs=state_outputs, name="lstm")
         hidden = _rnn_outputs(rnn, state_outputs, final_h, final_c)
     hidden = mx.sym.reshape(hidden, shape=(-1, num_hidden))  # time-major, as the unrolled graph's concat
     if dropout > 0.:
@@ -344,21 +354,6 @@ def fused_lstm_unroll(num_lstm_layer, seq_len, input_size, num_hidden, num_embed
         return softmax
     batch_major = [mx.sym.transpose(mx.sym.concat(*final, dim=0), axes=(1, 0, 2)) for final in (final_c, final_h)]
     return _with_final_states(softmax, batch_major[:1], batch_major[1:])
-
-
-def bfloat16_graph(symbol):
-    """The same graph with its matrix products (FullyConnected) in bfloat16, through MXNet's AMP.
-
-    The parameters stay float32 under their names; casts are inserted around the products. It needs
-    a CPU with AVX-512 bf16 (device.bf16_unavailable_reason); MXNet 1.9.1's RNN operator has no
-    bfloat16, so this serves the unrolled graph only.
-    """
-    from mxnet.contrib import amp
-    converted = amp.convert_symbol(symbol, target_dtype="bfloat16")
-    internals = converted.get_internals()
-    for name in converted.list_arguments():  # float32 inputs, as Variable(dtype=...) marks them (0 is
-        internals[name]._set_attr(__dtype__="0")  # MXNet's float32): FeedForward infers types from them
-    return converted
 
 
 def init_states(num_lstm_layer, batch_size, num_hidden, backend="unrolled"):

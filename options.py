@@ -53,7 +53,8 @@ def add_model_options(model):
                        help="unrolled: the tutorial's graph of LSTM cells; fused: the same model on mx.sym.RNN "
                             "(oneDNN on the CPU, cuDNN on a GPU), faster. Checkpoints are the same")
     model.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
-                       help="unrolled backend on a CPU with AVX-512 bf16: matrix products in bfloat16")
+                       help="fused backend on a CPU with AVX-512 bf16: the LSTM in bfloat16 on oneDNN 3 "
+                            "(float32 parameters and checkpoints)")
     model.add_argument("--init-from", metavar="PREFIX", type=cli.prefix_path,
                        help="start from the weights of another run's checkpoint (a warm restart, or fine-tuning on "
                             "a corpus of the same characters); its files are only read")
@@ -231,8 +232,8 @@ def refusal(args):
                 "--kv-store dist_*: use step or cosine, which the servers apply")
     if args.stateful and (args.buckets or args.split_long_lines):
         return "--stateful reads the corpus as one text in steps of --seq-len: not with --buckets or --split-long-lines"
-    if args.bf16 and args.rnn_backend == "fused":
-        return "--bf16 needs --rnn-backend unrolled: MXNet 1.9.1's RNN operator has no bfloat16"
+    if args.bf16 and args.rnn_backend != "fused":
+        return "--bf16 runs the fused backend's LSTM on oneDNN 3 in bfloat16: add --rnn-backend fused"
     if args.bf16 and device.bf16_unavailable_reason():
         return "--bf16 needs a CPU with AVX-512 bf16: %s" % device.bf16_unavailable_reason()
     if distributed and "DMLC_ROLE" not in os.environ:

@@ -54,7 +54,7 @@ def train(args, contexts):
     kv = mx.kv.create(args.kv_store)
     writes = kv.rank == 0  # in distributed training only the first worker writes files
     data_train, data_val = load_data(args, corpus, vocab, kv)
-    sym_gen, saved_symbol = symbols(args, len(vocab) + 1, data_train.default_bucket_key)
+    sym_gen, saved_symbol = symbols(args, len(vocab) + 1, data_train.default_bucket_key, device.lstm_kernel(contexts))
 
     with checkpoint.RunLock(args.prefix) if writes else contextlib.nullcontext():
         start = starting_point(args, vocab, writes)
@@ -107,16 +107,17 @@ def load_data(args, corpus, vocab, kv):
                                     args.shuffle, args.split_long_lines, args.val_frac, worker)
 
 
-def symbols(args, num_label, batch_width):
+def symbols(args, num_label, batch_width, kernel):
     """The training graphs, one unrolled graph a bucket length as the tutorial's sym_gen (each fed
-    batches `batch_width` wide), and the symbol that checkpoints save, as the tutorial saved it."""
+    batches `batch_width` wide; the fused backend's LSTM run by `kernel`, device.lstm_kernel), and
+    the symbol that checkpoints save, as the tutorial saved it."""
+    fused = dict(kernel=kernel, bf16=args.bf16) if args.rnn_backend == "fused" else {}
     unroll = lstm.fused_lstm_unroll if args.rnn_backend == "fused" else lstm.lstm_unroll
 
     def sym_gen(seq_len):
-        symbol = unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
-                        num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
-                        weight_drop=args.weight_drop, embed_dropout=args.embed_dropout, batch_width=batch_width)
-        return lstm.bfloat16_graph(symbol) if args.bf16 else symbol
+        return unroll(args.num_lstm_layer, seq_len, num_label, num_hidden=args.num_hidden, num_embed=args.num_embed,
+                      num_label=num_label, dropout=args.dropout, state_outputs=args.stateful,
+                      weight_drop=args.weight_drop, embed_dropout=args.embed_dropout, batch_width=batch_width, **fused)
     with mx.name.NameManager():  # fresh automatic names: the same model always saves the same symbol file
         saved_symbol = lstm.lstm_unroll(args.num_lstm_layer, batch_width, num_label, args.num_hidden, args.num_embed,
                                         num_label, args.dropout, weight_drop=args.weight_drop,
@@ -236,8 +237,9 @@ def main(argv=None):
     try:
         args = options.parse_args(argv)
         contexts = device.contexts_for(args.gpus, args.cpu)
-        if args.bf16 and any(ctx.device_type != "cpu" for ctx in contexts):
-            raise device.DeviceError("--bf16 runs on the CPU only (MXNet 1.9.1 has bfloat16 for oneDNN); add --cpu")
+        if args.bf16 and device.lstm_kernel(contexts) != "onednn":
+            raise device.DeviceError("--bf16 runs the LSTM on oneDNN 3 on the CPU: add --cpu, and install "
+                                     "requirements.txt (onednn-cpu-gomp)")
         train(args, contexts)
     except (bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
         return cli.fail("train_obama.py", err)

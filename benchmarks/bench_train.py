@@ -1,7 +1,10 @@
 """Training speed (a benchmark script, not a test): samples per second of one training batch of
 the tutorial's configuration (3x512 LSTM, embed 256, seq 129, batch 32, 84 labels, dropout 0.2,
-SGD), for each backend (bf16: the unrolled graph with --bf16) and for PyTorch's nn.LSTM when
-torch is installed.
+SGD), side by side: the unrolled graph, the fused one on mx.sym.RNN ("fused", MXNet's oneDNN 2.4)
+and on oneDNN 3 ("onednn", "onednn-bf16": the kernel of onednn.py, as train_obama.py runs the fused
+backend on the CPU), and PyTorch's nn.LSTM in float32 and under torch.autocast("cpu",
+dtype=torch.bfloat16) when torch is installed (pip install torch==2.13.0). The CPU's model and
+bf16 flags are printed with the figures.
 
 Each contender runs in its own process (for its peak memory), warms up, then times --batches
 batches; rounds alternate the contenders. It also times what surrounds a batch in training: the
@@ -24,10 +27,12 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))  # reference.py
+sys.path.insert(0, os.path.join(REPO, "tests"))  # reference.py
+
+import device  # noqa: E402
 
 LAYERS, HIDDEN, EMBED, LABELS, SEQ, BATCH, DROPOUT, WEIGHT_DROP = 3, 512, 256, 84, 129, 32, 0.2, 0.
-CONTENDERS = ["tutorial", "unrolled", "bf16", "fused", "pytorch"]
+CONTENDERS = ["tutorial", "unrolled", "fused", "onednn", "onednn-bf16", "pytorch", "pytorch-bf16"]
 
 
 def batch_data(rng):
@@ -55,12 +60,12 @@ def mxnet_step(backend):
     import lstm
     if backend == "tutorial":
         symbol = tutorial_graph()
+    elif backend == "unrolled":
+        symbol = lstm.lstm_unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT, weight_drop=WEIGHT_DROP)
     else:
-        unroll = lstm.fused_lstm_unroll if backend == "fused" else lstm.lstm_unroll
-        symbol = unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT, weight_drop=WEIGHT_DROP)
-        if backend == "bf16":
-            symbol = lstm.bfloat16_graph(symbol)
-    shapes = dict(lstm.init_states(LAYERS, BATCH, HIDDEN, "fused" if backend == "fused" else "unrolled"),
+        symbol = lstm.fused_lstm_unroll(LAYERS, SEQ, LABELS, HIDDEN, EMBED, LABELS, DROPOUT, weight_drop=WEIGHT_DROP,
+                                        kernel="mxnet" if backend == "fused" else "onednn", bf16=backend.endswith("bf16"))
+    shapes = dict(lstm.init_states(LAYERS, BATCH, HIDDEN, "unrolled" if backend in ("tutorial", "unrolled") else "fused"),
                   data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
     inputs = set(shapes)
     grad_req = {name: "null" if name in inputs else "write" for name in symbol.list_arguments()}
@@ -89,7 +94,8 @@ def mxnet_step(backend):
     return step
 
 
-def torch_step():
+def torch_step(bf16=False):
+    import contextlib
     import torch
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -112,8 +118,10 @@ def torch_step():
 
     def step():
         data, label = batch_data(rng)
-        logits = model(torch.as_tensor(data.T))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, LABELS), torch.as_tensor(label.T).reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            logits = model(torch.as_tensor(data.T))
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, LABELS).float(),
+                                                     torch.as_tensor(label.T).reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -121,7 +129,7 @@ def torch_step():
 
 
 def worker(name, batches):
-    step = torch_step() if name == "pytorch" else mxnet_step(name)
+    step = torch_step(name.endswith("bf16")) if name.startswith("pytorch") else mxnet_step(name)
     step()  # warm-up: graph binding, oneDNN primitive creation
     step()
     tic = time.perf_counter()
@@ -130,6 +138,14 @@ def worker(name, batches):
     seconds = (time.perf_counter() - tic) / batches
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"samples_per_s": BATCH / seconds, "seconds_per_batch": seconds, "peak_mb": peak_mb}))
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return "unknown CPU"
 
 
 def overheads():
@@ -181,12 +197,15 @@ def main():
     if args.worker:
         return worker(args.worker, args.batches)
     contenders = list(args.only or CONTENDERS)
-    if "pytorch" in contenders:
+    if any(name.startswith("pytorch") for name in contenders):
         try:
             import torch  # noqa: F401
         except ImportError:
             print("(torch is not installed: no PyTorch figures; pip install torch==2.13.0)")
-            contenders.remove("pytorch")
+            contenders = [name for name in contenders if not name.startswith("pytorch")]
+    if device.bf16_unavailable_reason():
+        print("(no bf16 figures: %s)" % device.bf16_unavailable_reason())
+        contenders = [name for name in contenders if not name.endswith("bf16")]
     best = {name: None for name in contenders}
     for _ in range(args.rounds):
         for name in contenders:
@@ -198,13 +217,16 @@ def main():
             if best[name] is None or result["samples_per_s"] > best[name]["samples_per_s"]:
                 best[name] = result
     import mxnet as mx
-    print("%s, %d cores, %s, mxnet %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(),
-                                          platform.machine(), mx.__version__))
+    print("%s, %d cores, %s, %s, mxnet %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(), platform.machine(),
+                                              cpu_model(), mx.__version__))
+    print("CPU flags: %s" % " ".join(sorted(f for f in device.cpu_flags() if "bf16" in f or "amx" in f or f == "avx512f")))
     print("batches of %d samples of %d steps, dropout %g, weight drop %g" % (BATCH, SEQ, DROPOUT, WEIGHT_DROP))
-    print("%-9s %10s %9s %9s %11s" % ("backend", "samples/s", "s/batch", "peak MB", "vs pytorch"))
+    print("%-12s %10s %9s %9s %11s %9s" % ("backend", "samples/s", "s/batch", "peak MB", "vs pytorch", "vs fused"))
     for name, r in best.items():
-        ratio = "%.2fx" % (r["samples_per_s"] / best["pytorch"]["samples_per_s"]) if "pytorch" in best else "-"
-        print("%-9s %10.1f %9.2f %9.0f %11s" % (name, r["samples_per_s"], r["seconds_per_batch"], r["peak_mb"], ratio))
+        ratios = ["%.2fx" % (r["samples_per_s"] / best[other]["samples_per_s"]) if other in best else "-"
+                  for other in ("pytorch", "fused")]
+        print("%-12s %10.1f %9.2f %9.0f %11s %9s" % (name, r["samples_per_s"], r["seconds_per_batch"], r["peak_mb"],
+                                                   *ratios))
     if "fused" not in best:
         return
     iterator, metric_cost, save = overheads()

@@ -151,8 +151,16 @@ def test_bf16_on_a_cpu_without_it_is_refused_before_anything_is_written(monkeypa
     monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "fma"})
     prefix = tmp_path / "run" / "m"
     with pytest.raises(SystemExit) as stop:
-        train_obama.main(["--bf16", "--prefix", str(prefix), "--num-hidden", "16"])
+        train_obama.main(["--bf16", "--rnn-backend", "fused", "--prefix", str(prefix), "--num-hidden", "16"])
     assert stop.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "--bf16 needs a CPU with AVX-512 bf16" in errors[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_fused_backend_runs_on_onednn_3_on_the_cpu_only(monkeypatch):
+    import onednn
+    assert device.lstm_kernel([mx.cpu(0), mx.cpu(1)]) == "onednn"
+    assert device.lstm_kernel([mx.gpu(0)]) == "mxnet"  # cuDNN
+    monkeypatch.setattr(onednn, "library_path", lambda: None)  # the wheel missing: MXNet's own RNN
+    assert device.lstm_kernel([mx.cpu()]) == "mxnet"

@@ -1,4 +1,6 @@
-"""lstm.py: the graphs against an independent numpy LSTM, the fused layouts, bfloat16."""
+"""lstm.py: the graphs against an independent numpy LSTM (the fused one on either kernel), the fused
+layouts, bfloat16."""
+import functools
 import re
 
 import mxnet as mx
@@ -7,7 +9,7 @@ import pytest
 
 import reference
 from conftest import needs_bf16
-from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, bfloat16_graph, fuse_layer_params, fuse_lstm_params,
+from lstm import (FUSED_PARAMS, LSTMParam, LSTMState, fuse_layer_params, fuse_lstm_params,
                   fused_inference_symbol, fused_layer_param_name, fused_lstm_unroll, init_states, lstm_inference_symbol,
                   lstm_unroll, unfuse_lstm_params)
 
@@ -26,8 +28,16 @@ def as_fused_params(params):
 
 
 def graph_for(backend):
-    """The training graph builder and a parameter converter for a --rnn-backend."""
-    return (fused_lstm_unroll, as_fused_params) if backend == "fused" else (lstm_unroll, dict)
+    """The training graph builder and a parameter converter for a --rnn-backend, or "onednn": the
+    fused graph with its LSTM on oneDNN 3 (onednn_rnn.py) instead of mx.sym.RNN."""
+    if backend == "unrolled":
+        return lstm_unroll, dict
+    return functools.partial(fused_lstm_unroll, kernel="onednn" if backend == "onednn" else "mxnet"), as_fused_params
+
+
+def layout(backend):
+    """The parameter and state layout of a backend of graph_for: "unrolled" or "fused"."""
+    return "unrolled" if backend == "unrolled" else "fused"
 
 
 def bind(symbol, params, shapes, train_params=False):
@@ -159,8 +169,10 @@ def test_fused_step_matches_numpy_lstm():
         executor.arg_dict["lstm_init_c"][:] = c
 
 
-def test_fused_training_graph_matches_the_unrolled_one():
-    """Same parameters through both graphs: the same probabilities and the same gradients."""
+@pytest.mark.parametrize("kernel", ["mxnet", "onednn"])
+def test_fused_training_graph_matches_the_unrolled_one(kernel):
+    """Same parameters through both graphs, the fused one's LSTM on mx.sym.RNN or on oneDNN 3: the
+    same probabilities and the same gradients."""
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=10)
     rng = np.random.RandomState(11)
     data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
@@ -168,7 +180,7 @@ def test_fused_training_graph_matches_the_unrolled_one():
     unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), params,
                     dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
     fused_params = as_fused_params(params)
-    fused = bind(fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB), fused_params,
+    fused = bind(fused_lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, kernel=kernel), fused_params,
                  dict(data=(BATCH, SEQ), softmax_label=(BATCH, SEQ), lstm_init_h=(BATCH, LAYERS, HIDDEN),
                       lstm_init_c=(BATCH, LAYERS, HIDDEN)), train_params=True)
     for executor in (unrolled, fused):
@@ -196,12 +208,13 @@ def bind_training_graph(backend, params, outputs=None, **graph_options):
     if outputs:
         symbol = mx.sym.Group([symbol.get_internals()[name] for name in outputs])
     arguments = symbol.list_arguments()
-    shapes = dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
+    shapes = dict(init_states(LAYERS, BATCH, HIDDEN, layout(backend)), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
     return bind(symbol, {k: v for k, v in convert(params).items() if k in arguments},
                 {k: v for k, v in shapes.items() if k in arguments}, train_params=True)
 
 
-def test_fused_graph_with_dropout_is_the_unrolled_one():
+@pytest.mark.parametrize("backend", ["fused", "onednn"])
+def test_fused_graph_with_dropout_is_the_unrolled_one(backend):
     """With dropout the layers are separate RNNs over slices of the one vector: a dropout too small
     to drop anything gives the unrolled graph's probabilities and gradients."""
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=12)
@@ -210,7 +223,7 @@ def test_fused_graph_with_dropout_is_the_unrolled_one():
     label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
     unrolled = bind(lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB, dropout=1e-9), params,
                     dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ)), train_params=True)
-    fused = bind_training_graph("fused", params, dropout=1e-9)
+    fused = bind_training_graph(backend, params, dropout=1e-9)
     assert fused.arg_dict[FUSED_PARAMS].shape == (fuse_lstm_params(params, LAYERS, HIDDEN).size,)
     for executor in (unrolled, fused):
         executor.arg_dict["data"][:] = data
@@ -239,19 +252,15 @@ def test_fused_dropout_reaches_the_layers_below_the_top():
 
 
 @needs_bf16
-def test_bfloat16_graph_keeps_names_and_maths_to_bfloat16_precision():
+@pytest.mark.parametrize("dropout", [0., 1e-9])
+def test_the_bfloat16_kernel_keeps_the_maths_to_bfloat16_precision(dropout):
+    """--bf16: the fused graph on oneDNN 3 in bfloat16 gives the numpy LSTM's probabilities and the
+    classifier's gradient to bfloat16's precision (8 bits of mantissa), its arrays float32."""
     params = reference.random_params(LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=16)
     rng = np.random.RandomState(17)
     data = rng.randint(0, VOCAB, size=(BATCH, SEQ))
     label = rng.randint(0, VOCAB, size=(BATCH, SEQ))
-    fp32 = lstm_unroll(LAYERS, SEQ, VOCAB, HIDDEN, EMBED, VOCAB)
-    bf16 = bfloat16_graph(fp32)
-    assert bf16.list_arguments() == fp32.list_arguments()
-    assert "l0_h2h_weight_amp_cast_bfloat16_output" in bf16.get_internals().list_outputs()
-    shapes = dict(state_shapes(BATCH), data=(BATCH, SEQ), softmax_label=(BATCH, SEQ))
-    types, _, _ = bf16.infer_type(data="float32")  # FeedForward infers the parameters' types so
-    assert all(t == np.float32 for t in types)
-    executor = bind(bf16, params, shapes, train_params=True)
+    executor = bind_training_graph("onednn", params, dropout=dropout, bf16=True)
     executor.arg_dict["data"][:] = data
     executor.arg_dict["softmax_label"][:] = label
     executor.forward(is_train=True)
@@ -260,12 +269,12 @@ def test_bfloat16_graph_keeps_names_and_maths_to_bfloat16_precision():
     got = executor.outputs[0].asnumpy()
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, probs, rtol=0.03, atol=2e-3)
-    assert np.abs(got - probs).max() > 1e-6  # the products really ran in bfloat16
+    assert np.abs(got - probs).max() > 1e-6  # the LSTM really ran in bfloat16
     onehot = np.eye(VOCAB)[label.T.reshape(-1)]
     np.testing.assert_allclose(executor.grad_dict["cls_bias"].asnumpy(), (probs - onehot).sum(axis=0), atol=0.05)
 
 
-@pytest.mark.parametrize("backend", ["unrolled", "fused"])
+@pytest.mark.parametrize("backend", ["unrolled", "fused", "onednn"])
 def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend):
     """Stateful training's graph: the final states of the first piece, fed as the initial states of
     the second, give the probabilities of the whole text in one piece (and of the numpy LSTM)."""
@@ -275,14 +284,14 @@ def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend)
 
     def run(seq_len, pieces):
         executor = bind(unroll(LAYERS, seq_len, VOCAB, HIDDEN, EMBED, VOCAB, state_outputs=True), params,
-                        dict(init_states(LAYERS, BATCH, HIDDEN, backend), data=(BATCH, seq_len),
+                        dict(init_states(LAYERS, BATCH, HIDDEN, layout(backend)), data=(BATCH, seq_len),
                              softmax_label=(BATCH, seq_len)))
         probs = []
         for piece in pieces:
             executor.arg_dict["data"][:] = piece
             executor.forward(is_train=True)  # training mode: dropout is 0, so it must change nothing
             probs.append(executor.outputs[0].asnumpy())
-            for (name, _), final in zip(init_states(LAYERS, BATCH, HIDDEN, backend), executor.outputs[1:]):
+            for (name, _), final in zip(init_states(LAYERS, BATCH, HIDDEN, layout(backend)), executor.outputs[1:]):
                 executor.arg_dict[name][:] = final
         return probs
 
@@ -294,7 +303,8 @@ def test_a_text_in_two_pieces_with_the_state_carried_is_the_text_in_one(backend)
         LAYERS, VOCAB, HIDDEN, EMBED, VOCAB, seed=20), data, LAYERS, HIDDEN), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("fused", 0.), ("fused", 1e-9)])
+@pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("fused", 0.), ("fused", 1e-9), ("onednn", 0.),
+                                             ("onednn", 1e-9)])
 def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropout):
     """--weight-drop in training: the probabilities are the numpy LSTM's with each h2h weight masked
     and scaled by 1 / (1 - p), one mask for every step (read back from the gradient, which is 0
@@ -312,7 +322,7 @@ def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropo
 
     probs = executor.forward(is_train=True)[0].asnumpy()
     executor.backward()
-    if backend == "fused":
+    if backend != "unrolled":
         grads = unfuse_lstm_params(executor.grad_dict[FUSED_PARAMS], LAYERS, HIDDEN, EMBED)
     else:
         grads = {k: v.asnumpy() for k, v in executor.grad_dict.items() if v is not None}
@@ -326,7 +336,8 @@ def test_weight_drop_is_one_mask_on_the_h2h_weights_for_all_steps(backend, dropo
     assert np.abs(probs - whole).max() > 1e-3
 
 
-@pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("unrolled", 1e-9), ("fused", 0.), ("fused", 1e-9)])
+@pytest.mark.parametrize("backend,dropout", [("unrolled", 0.), ("unrolled", 1e-9), ("fused", 0.), ("fused", 1e-9),
+                                             ("onednn", 1e-9)])
 def test_embed_dropout_masks_the_first_layers_input(backend, dropout):
     """--embed-dropout in training: the embedding's output, read back from the graph, is each
     character's vector with entries zeroed or scaled by 1 / (1 - p), and the probabilities are the

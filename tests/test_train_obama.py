@@ -81,7 +81,7 @@ def test_train_bad_inputs_are_one_clear_line(small_corpus, tmp_path):
                           r"line 1 is 129 characters long, more than the largest bucket \(100\)")
     assert_one_line_error(run_command("train_obama.py", "--data", small_corpus, "--gpus", "0", "--prefix", prefix),
                           "cannot use GPU 0")
-    assert_one_line_error(run_command("train_obama.py", "--bf16", "--rnn-backend", "fused"), "--bf16 needs --rnn-backend unrolled")
+    assert_one_line_error(run_command("train_obama.py", "--bf16"), "--bf16 runs the fused backend's LSTM on oneDNN 3")
     assert not os.path.exists(tmp_path / "m-0001.params")
 
 
@@ -355,7 +355,8 @@ def test_the_other_backend_resumes_a_checkpoint_whose_optimizer_holds_no_state(s
 
 @needs_bf16
 def test_bf16_trains_to_the_float32_loss_and_checkpoints_stay_float32(small_corpus, tmp_path, capsys):
-    common = ["--data", small_corpus, "--optimizer", "adam", "--learning-rate", "0.01", "--num-epoch", "2"]
+    common = ["--data", small_corpus, "--optimizer", "adam", "--learning-rate", "0.01", "--num-epoch", "2",
+              "--rnn-backend", "fused"]
     assert train(*common, "--prefix", str(tmp_path / "fp32" / "m")) == 0
     assert train(*common, "--prefix", str(tmp_path / "bf16" / "m"), "--bf16") == 0
     fp32, bf16 = read_metrics(str(tmp_path / "fp32" / "m")), read_metrics(str(tmp_path / "bf16" / "m"))
@@ -365,8 +366,8 @@ def test_bf16_trains_to_the_float32_loss_and_checkpoints_stay_float32(small_corp
     assert set(trained) == set(params(str(tmp_path / "fp32" / "m"), 2))
     assert all(v.dtype == np.float32 for v in trained.values())
     with pytest.raises(SystemExit):
-        train(*common, "--prefix", str(tmp_path / "x"), "--bf16", "--rnn-backend", "fused")
-    assert "--bf16 needs --rnn-backend unrolled" in capsys.readouterr().err
+        train(*common, "--prefix", str(tmp_path / "x"), "--bf16", "--rnn-backend", "unrolled")
+    assert "--bf16 runs the fused backend's LSTM on oneDNN 3 in bfloat16" in capsys.readouterr().err
 
 
 def test_resume_mismatches_are_clear_errors(small_corpus, tmp_path, capsys):
