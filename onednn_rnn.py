@@ -62,10 +62,10 @@ class LSTMOp(mx.operator.CustomOp):
                                     bias, train=is_train)
             final_h.append(h)
             final_c.append(c)
-        self.assign(out_data[0], req[0], mx.nd.array(x))
+        self.assign(out_data[0], req[0], x)  # numpy, copied once into MXNet's array
         if self.state_outputs:
-            self.assign(out_data[1], req[1], mx.nd.array(np.stack(final_h)))
-            self.assign(out_data[2], req[2], mx.nd.array(np.stack(final_c)))
+            self.assign(out_data[1], req[1], np.stack(final_h))
+            self.assign(out_data[2], req[2], np.stack(final_c))
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
         dy = out_grad[0].asnumpy()
@@ -79,7 +79,7 @@ class LSTMOp(mx.operator.CustomOp):
             for where, grad in zip(self.weights[i] + self.biases[i], (dw_layer, dw_iter, dbias, dbias)):
                 _piece(dflat, where)[...] = grad
         for k, grad in enumerate((dy, dflat, dh0, dc0)):
-            self.assign(in_grad[k], req[k], mx.nd.array(grad))
+            self.assign(in_grad[k], req[k], grad)
 
 
 @mx.operator.register(OP_TYPE)
