@@ -225,6 +225,12 @@ def lstm_kernel(contexts):
     return "mxnet"
 
 
+def step_kernel(ctx, batch_size):
+    """What steps generation's LSTM (rnn_model.LSTMInferenceModel) for `batch_size` streams on `ctx`:
+    oneDNN 3 on the CPU where it is installed, mx.sym.RNN elsewhere."""
+    return lstm_kernel([ctx])
+
+
 def memory_bytes():
     """The machine's memory (what the CPU trains in)."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -225,6 +225,14 @@ def fuse_layer_params(arg_params, layer, num_hidden):
     return fuse_lstm_params({"l0_" + n: arg_params["l%d_%s" % (layer, n)] for n in names}, 1, num_hidden)
 
 
+def fused_layer_arrays(arg_params, layer, num_hidden):
+    """Layer `layer`'s tutorial parameters in the fused gate order (mx.sym.RNN's and oneDNN's): its
+    i2h weight, h2h weight, and the two biases summed (numpy)."""
+    value = {name: arg_params["l%d_%s" % (layer, name)] for name in ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")}
+    value = {name: _reorder_gates(v.asnumpy() if hasattr(v, "asnumpy") else v, num_hidden) for name, v in value.items()}
+    return value["i2h_weight"], value["h2h_weight"], value["i2h_bias"] + value["h2h_bias"]
+
+
 def fused_inference_symbol(num_lstm_layer, input_size, num_hidden, num_embed, num_label):
     """One step for a batch of streams, each layer one mx.sym.RNN: inputs `data` (batch,),
     `lstm_l%d_parameters` (see fuse_layer_params), `lstm_init_h` and `lstm_init_c`

@@ -28,6 +28,8 @@ QUERY_IMPL_INFO, QUERY_WORKSPACE, QUERY_SCRATCHPAD, QUERY_EXEC_ARG = 8, 135, 136
 SRC_LAYER, SRC_ITER, SRC_ITER_C, DST_LAYER, DST_ITER, DST_ITER_C = 1, 2, 3, 17, 18, 19
 WEIGHTS_LAYER, WEIGHTS_ITER, BIAS, WORKSPACE, SCRATCHPAD, FROM, TO = 33, 34, 41, 64, 80, 1, 17
 DIFF = 128  # DNNL_ARG_DIFF_X = DNNL_ARG_X + 128 for each of the arguments above
+SRC, WEIGHTS, DST, AB = 1, 33, 17, 3  # a matrix product's arguments, and the row-major tag
+CREATE_LSTM, NO_FLAGS = "dnnl_lstm_forward_primitive_desc_create", ctypes.c_uint(0)
 MEMORY_ALLOCATE = ctypes.c_void_p(2 ** 64 - 1)
 
 _lib = None
@@ -134,15 +136,16 @@ def _pointer(array):
 
 
 class Primitive:
-    """An LSTM primitive with its descriptor, a scratchpad of ours (the engine's shared one), and
-    the memory descriptors of its arguments as it wants them."""
+    """A primitive with its descriptor, a scratchpad of ours (the engine's shared one), and the
+    memory descriptors of its arguments as it wants them; `arguments` are those of its
+    dnnl_*_primitive_desc_create between the engine and the attributes."""
 
-    def __init__(self, engine, create, descs, hint=None):
+    def __init__(self, engine, create, arguments):
         attr = ctypes.c_void_p()
         _call("dnnl_primitive_attr_create", ctypes.byref(attr))
         _call("dnnl_primitive_attr_set_scratchpad_mode", attr, SCRATCHPAD_USER)
         self.pd, self.primitive = ctypes.c_void_p(), ctypes.c_void_p()
-        _call(create, ctypes.byref(self.pd), engine.engine, *descs, ctypes.c_uint(0), *([hint] if hint else []), attr)
+        _call(create, ctypes.byref(self.pd), engine.engine, *arguments, attr)
         _call("dnnl_primitive_create", ctypes.byref(self.primitive), self.pd)
         self._scratchpad = engine.memory(self.md(QUERY_SCRATCHPAD), None)
 
@@ -154,6 +157,11 @@ class Primitive:
 
     def arg_md(self, arg):
         return self.md(QUERY_EXEC_ARG, arg)
+
+    def destroy(self):
+        for name, handle in (("dnnl_primitive_destroy", self.primitive), ("dnnl_primitive_desc_destroy", self.pd),
+                             ("dnnl_memory_destroy", self._scratchpad)):
+            getattr(_library(), name)(handle)
 
     def implementation(self):
         name = ctypes.c_char_p()
@@ -198,11 +206,10 @@ class Layer:
         order = (SRC_LAYER, SRC_ITER, SRC_ITER_C, WEIGHTS_LAYER, WEIGHTS_ITER, None, None, BIAS) + OUTPUTS
         descs = [wanted(arg, F32 if arg in ALWAYS_F32 else compute) if arg else None for arg in order]
         diffs = [wanted(arg, F32) if arg else None for arg in order]
-        create_forward, create_backward = "dnnl_lstm_forward_primitive_desc_create", "dnnl_lstm_backward_primitive_desc_create"
-        self.training = Primitive(engine, create_forward, [FORWARD_TRAINING, LEFT2RIGHT] + descs)
-        self.inference = Primitive(engine, create_forward, [FORWARD_INFERENCE, LEFT2RIGHT] + descs)
-        self.backward_pd = Primitive(engine, create_backward, [BACKWARD, LEFT2RIGHT] + descs + diffs,
-                                     hint=self.training.pd)
+        self.training = Primitive(engine, CREATE_LSTM, [FORWARD_TRAINING, LEFT2RIGHT] + descs + [NO_FLAGS])
+        self.inference = Primitive(engine, CREATE_LSTM, [FORWARD_INFERENCE, LEFT2RIGHT] + descs + [NO_FLAGS])
+        self.backward_pd = Primitive(engine, "dnnl_lstm_backward_primitive_desc_create",
+                                     [BACKWARD, LEFT2RIGHT] + descs + diffs + [NO_FLAGS, self.training.pd])
         self.workspace = engine.memory(self.training.md(QUERY_WORKSPACE))
         # the primitives' own memories of each argument, in the layouts and types they want
         self.memories = {(id(pd), arg): engine.memory(pd.arg_md(arg)) for pd in (self.training, self.inference)
@@ -290,3 +297,86 @@ def _zero(memory, md):
     handle = ctypes.c_void_p()
     _call("dnnl_memory_get_data_handle", memory, ctypes.byref(handle))
     ctypes.memset(handle, 0, _library().dnnl_memory_desc_get_size(ctypes.c_void_p(md)))
+
+
+class Step:
+    """One step of a stack of LSTM layers and a classifier for `batch` streams, for generation, in
+    float32: each layer's weights put into its primitive's own layout once, and the states `h` and
+    `c` (layers, batch, hidden) kept from call to call, so a step costs the products and little else.
+
+    `layers`: each layer's (w_layer (4 hidden, inputs), w_iter (4 hidden, hidden), bias (4 hidden,)),
+    in oneDNN's gate order; `classifier`: (weight (labels, hidden), bias (labels,)). The classifier
+    runs here too, not in numpy: OpenBLAS's threads and oneDNN's OpenMP threads spinning by turns on
+    the same cores slowed a step several-fold.
+    """
+
+    def __init__(self, layers, classifier, batch):
+        hidden = layers[0][1].shape[1]
+        self.batch, self.hidden = batch, hidden
+        self.h, self.c = (np.zeros((len(layers), batch, hidden), np.float32) for _ in range(2))
+        self._next_h, self._next_c = np.zeros_like(self.h), np.zeros_like(self.c)
+        self.x = np.zeros((1, batch, layers[0][0].shape[1]), np.float32)
+        self.outputs = [np.zeros((1, batch, hidden), np.float32) for _ in layers]
+        self.scores = np.zeros((batch, classifier[1].shape[0]), np.float32)
+        self._biases = [np.ascontiguousarray(bias, dtype=np.float32) for _, _, bias in layers]
+        self._classifier = (np.ascontiguousarray(np.transpose(classifier[0]), dtype=np.float32),
+                            np.ascontiguousarray(classifier[1], dtype=np.float32).reshape(1, -1))
+        self._owned = []  # the memories and primitives to destroy with this step
+        _on_worker(self._build, layers)
+
+    def _build(self, engine, layers):
+        self.primitives = [self._layer(engine, i, w_layer, w_iter) for i, (w_layer, w_iter, _) in enumerate(layers)]
+        weight, bias = self._classifier
+        plain = {SRC: self.outputs[-1][0], WEIGHTS: weight, BIAS: bias, DST: self.scores}
+        descs = {arg: engine.desc(array.shape, F32, AB) for arg, array in plain.items()}
+        pd = self._own(Primitive(engine, "dnnl_matmul_primitive_desc_create", [descs[SRC], descs[WEIGHTS],
+                                                                             descs[BIAS], descs[DST]]))
+        self.primitives.append((pd, {arg: self._own(engine.memory(descs[arg], _pointer(array)))
+                                     for arg, array in plain.items()}))
+
+    def _layer(self, engine, i, w_layer, w_iter):
+        """Layer i's primitive, and its arguments: ours in place, the weights in its own layout."""
+        inputs = w_layer.shape[1]
+        plain = {SRC_LAYER: ((1, self.batch, inputs), TNC, self.x if i == 0 else self.outputs[i - 1]),
+                 DST_LAYER: ((1, self.batch, self.hidden), TNC, self.outputs[i]),
+                 BIAS: ((1, 1, 4, self.hidden), LDGO, self._biases[i])}
+        for arg, array in ((SRC_ITER, self.h), (SRC_ITER_C, self.c), (DST_ITER, self._next_h),
+                           (DST_ITER_C, self._next_c)):
+            plain[arg] = ((1, 1, self.batch, self.hidden), LDNC, array[i])
+        weights = {WEIGHTS_LAYER: ((1, 1, inputs, 4, self.hidden), w_layer),
+                   WEIGHTS_ITER: ((1, 1, self.hidden, 4, self.hidden), w_iter)}
+        descs = {arg: engine.desc(dims, F32, tag) for arg, (dims, tag, _) in plain.items()}
+        descs.update({arg: engine.desc(dims, F32, ANY) for arg, (dims, _) in weights.items()})
+        order = (SRC_LAYER, SRC_ITER, SRC_ITER_C, WEIGHTS_LAYER, WEIGHTS_ITER, None, None, BIAS) + OUTPUTS
+        pd = self._own(Primitive(engine, CREATE_LSTM, [FORWARD_INFERENCE, LEFT2RIGHT]
+                                 + [descs[arg] if arg else None for arg in order] + [NO_FLAGS]))
+        args = {arg: self._own(engine.memory(descs[arg], _pointer(array))) for arg, (_, _, array) in plain.items()}
+        for arg, (dims, array) in weights.items():  # into the primitive's layout, once
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            ours = self._own(engine.memory(engine.desc(dims, F32, LDGOI), _pointer(array)))
+            args[arg] = self._own(engine.memory(pd.arg_md(arg)))
+            engine.execute(self._own(engine.reorder(_md_of(ours), pd.arg_md(arg)), "dnnl_primitive_destroy"),
+                           {FROM: ours, TO: args[arg]})
+        return pd, args
+
+    def _own(self, thing, destroy="dnnl_memory_destroy"):
+        """`thing`, destroyed with this step: a Primitive, or a handle that `destroy` destroys."""
+        self._owned.append((thing, destroy))
+        return thing
+
+    def __call__(self, x):
+        """The classifier's scores (batch, labels) after the inputs `x` (batch, inputs); the states move on."""
+        self.x[0] = x
+        _on_worker(self._step)
+        np.copyto(self.h, self._next_h)  # the primitives read and write these same arrays
+        np.copyto(self.c, self._next_c)
+        return self.scores
+
+    def _step(self, engine):
+        for pd, args in self.primitives:
+            args[SCRATCHPAD] = pd.scratchpad(engine)  # the shared buffer may have moved
+            engine.execute(pd.primitive, args)
+
+    def __del__(self):
+        for thing, destroy in reversed(getattr(self, "_owned", ())):
+            thing.destroy() if isinstance(thing, Primitive) else getattr(_library(), destroy)(thing)

@@ -1,15 +1,18 @@
 """Generation speed (a benchmark script, not a test): characters per second of the tutorial's
 model (3x512 LSTM, embed 256, 84 labels, random weights) stepped one character at a time.
 
-Contenders, alternated round by round in the same run:
+Contenders, each in its own process (one's threads left spinning slow the next in the same
+process), alternated round by round in the same run:
   tutorial  the tutorial's one-step graph of ~40 operators (lstm_inference_symbol)
-  fused     LSTMInferenceModel: one fused mx.sym.RNN per layer
+  fused     LSTMInferenceModel on MXNet: one fused mx.sym.RNN per layer
+  onednn    LSTMInferenceModel on oneDNN 3, the weights kept in its layout (generate.py's default on the CPU)
   pytorch   nn.LSTM stepped the same way (only when torch is installed)
 It also times `generate.py` from process start to its first generated character.
 
     python benchmarks/bench_generate.py [--rounds 3] [--steps 300]
 """
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -55,13 +58,12 @@ class TutorialStep:
         return self.ex.outputs[0].asnumpy()
 
 
-class FusedStep:
-    def __init__(self, params, streams):
-        self.model = LSTMInferenceModel(LAYERS, LABELS, HIDDEN, EMBED, LABELS, batch_size=streams,
-                                        arg_params={k: mx.nd.array(v) for k, v in params.items()})
-
-    def forward(self, ids):
-        return self.model.forward(ids)
+def model_step(kernel):
+    """LSTMInferenceModel's step on `kernel` ("mxnet" or "onednn")."""
+    def make(params, streams):
+        return LSTMInferenceModel(LAYERS, LABELS, HIDDEN, EMBED, LABELS, batch_size=streams, kernel=kernel,
+                                  arg_params={k: mx.nd.array(v) for k, v in params.items()})
+    return make
 
 
 class TorchStep:
@@ -103,35 +105,51 @@ def time_to_first_character(prefix):
     return first
 
 
+CONTENDERS = {"tutorial": TutorialStep, "fused": model_step("mxnet"), "onednn": model_step("onednn"),
+              "pytorch": TorchStep}
+
+
+def worker(name, streams, steps):
+    """Prints the chars/s of one contender, in this process of its own."""
+    if name == "pytorch":
+        import torch
+        torch.set_num_threads(os.cpu_count())
+    step = CONTENDERS[name](reference.random_params(LAYERS, LABELS, HIDDEN, EMBED, LABELS, scale=0.05), streams)
+    print(json.dumps(chars_per_second(step, streams, steps)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
-    params = reference.random_params(LAYERS, LABELS, HIDDEN, EMBED, LABELS, scale=0.05)
-    contenders = {"tutorial": TutorialStep, "fused": FusedStep}
+    if args.worker:
+        return worker(args.worker[0], int(args.worker[1]), args.steps)
+    contenders = list(CONTENDERS)
     try:
-        import torch
-        torch.set_num_threads(os.cpu_count())
-        contenders["pytorch"] = TorchStep
+        import torch  # noqa: F401
     except ImportError:
         print("(torch is not installed: no PyTorch figures)")
+        contenders.remove("pytorch")
     print("%s, %d cores, %s, mxnet %s, %s" % (time.strftime("%Y-%m-%d"), os.cpu_count(), platform.processor()
                                               or platform.machine(), mx.__version__, "MXNET_ENGINE_TYPE=%s"
                                               % os.environ.get("MXNET_ENGINE_TYPE", "default")))
-    print("%-9s %8s %14s %12s" % ("contender", "streams", "chars/s (best)", "vs pytorch"))
+    print("%-9s %8s %14s %10s %10s" % ("contender", "streams", "chars/s (best)", "vs fused", "vs pytorch"))
     for streams in (1, 32):
         steps = args.steps if streams == 1 else max(args.steps // 4, 20)
-        built = {name: make(params, streams) for name, make in contenders.items()}
-        best = {name: 0.0 for name in built}
+        best = {name: 0.0 for name in contenders}
         for _ in range(args.rounds):
-            for name, step in built.items():
-                best[name] = max(best[name], chars_per_second(step, streams, steps))
+            for name in contenders:
+                out = subprocess.run([sys.executable, __file__, "--worker", name, str(streams), "--steps", str(steps)],
+                                     capture_output=True, text=True, check=True).stdout
+                best[name] = max(best[name], json.loads(out.strip().splitlines()[-1]))
         for name, speed in best.items():
             ratio = "%.2fx" % (speed / best["pytorch"]) if "pytorch" in best else "-"
-            print("%-9s %8d %14.0f %12s" % (name, streams, speed, ratio))
+            print("%-9s %8d %14.0f %9.2fx %10s" % (name, streams, speed, speed / best["fused"], ratio))
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "bench")
+        params = reference.random_params(LAYERS, LABELS, HIDDEN, EMBED, LABELS, scale=0.05)
         checkpoint.save_checkpoint(prefix, 1, None, {k: mx.nd.array(v) for k, v in params.items()}, {})
         checkpoint.save_vocab(prefix, {chr(32 + i): i + 1 for i in range(LABELS - 1)})
         print("generate.py: first generated character after %.2f s" % min(time_to_first_character(prefix)

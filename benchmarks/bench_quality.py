@@ -1,7 +1,8 @@
 """Time to quality (a benchmark script, not a test): trains our recipe with train_obama.py and,
 where torch is installed, the same model in PyTorch under the same protocol, one after the other,
 each for --minutes. Prints both curves (minutes, epoch, held-out nats a character) and the minutes
-each took to reach 1.30 and 1.20 nats.
+each took to reach 1.30 and 1.20 nats. With --bf16 both sides train in bfloat16: ours with --bf16,
+PyTorch under torch.autocast("cpu", dtype=torch.bfloat16).
 
 The protocol, for both: obama.txt as one running text (its wrap newlines joined), the last 5% of
 its lines held out; --batch-size contiguous streams, --seq-len steps a batch, the LSTM states
@@ -12,6 +13,7 @@ first of each stream, in nats; the minutes include evaluation.
     python benchmarks/bench_quality.py --minutes 40
     python benchmarks/bench_quality.py --minutes 40 --skip-torch --ours "--batch-size 64 --learning-rate 0.003"
     python benchmarks/bench_quality.py --minutes 22 --skip-torch --seq-len 64 --ours "--lr-schedule cosine --num-epoch 3"
+    python benchmarks/bench_quality.py --minutes 20 --bf16
 
 Another --lr-schedule in --ours takes the place of the recipe's plateau (the flags after win).
 """
@@ -68,8 +70,9 @@ def torch_batches(text_ids, batch_size, seq_len, pad_last):
     return [(batch.data[0].asnumpy().astype("int64"), batch.label[0].asnumpy().astype("int64")) for batch in it]
 
 
-def pytorch(minutes, seq_len, batch_size):
-    """The same model and protocol in PyTorch; returns [(minutes, epoch, held-out nats)]."""
+def pytorch(minutes, seq_len, batch_size, bf16=False):
+    """The same model and protocol in PyTorch (its products in bf16 with `bf16`); returns
+    [(minutes, epoch, held-out nats)]."""
     import torch
     import bucket_io
     torch.manual_seed(0)
@@ -88,8 +91,10 @@ def pytorch(minutes, seq_len, batch_size):
             self.cls = torch.nn.Linear(512, len(vocab) + 1)
 
         def forward(self, x, state):
-            out, state = self.lstm(self.embed(x), state)
-            return self.cls(self.drop(out)), state
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out, state = self.lstm(self.embed(x), state)
+                logits = self.cls(self.drop(out))
+            return logits.float(), tuple(s.float() for s in state)
 
     model = Model()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.002)
@@ -153,6 +158,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--ours", default="", help="more flags for train_obama.py")
     p.add_argument("--prefix", help="keep our checkpoints under this prefix (default: a temporary folder)")
+    p.add_argument("--bf16", action="store_true", help="both sides in bfloat16 (ours: --bf16; PyTorch: autocast)")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--skip-ours", action="store_true")
     args = p.parse_args()
@@ -160,12 +166,13 @@ def main():
     print("%s, %d cores, %s, %s" % (cpu, os.cpu_count(), platform.python_version(), time.strftime("%Y-%m-%d %H:%M")))
     curves = {}
     if not args.skip_ours:
-        curves["ours"] = ours(args.minutes, args.seq_len, args.batch_size, args.ours.split(), args.prefix)
+        curves["ours"] = ours(args.minutes, args.seq_len, args.batch_size, args.ours.split() + ["--bf16"] * args.bf16,
+                                 args.prefix)
     if not args.skip_torch:
         try:
             import torch
             torch.set_num_threads(os.cpu_count())
-            curves["PyTorch %s" % torch.__version__] = pytorch(args.minutes, args.seq_len, args.batch_size)
+            curves["PyTorch %s" % torch.__version__] = pytorch(args.minutes, args.seq_len, args.batch_size, args.bf16)
         except ImportError:
             print("torch is not installed: pip install torch==2.13.0 to compare")
     for name, curve in curves.items():

@@ -80,6 +80,26 @@ def test_a_bfloat16_layer_is_the_numpy_lstm_to_bfloat16_precision():
         np.testing.assert_allclose(got, expected, atol=0.05 * max(1.0, np.abs(expected).max()))
 
 
+def test_a_generation_step_is_the_numpy_lstm_of_a_stack_and_carries_its_states():
+    """onednn.Step, a character at a time, against each layer of the numpy LSTM over the sequence
+    and the classifier after the top one; the first layer's inputs are narrower than the others',
+    and the states start where they are set."""
+    rng = np.random.RandomState(9)
+    layers = [(0.5 * rng.randn(4 * HIDDEN, width), 0.5 * rng.randn(4 * HIDDEN, HIDDEN), rng.randn(4 * HIDDEN))
+              for width in (INPUTS, HIDDEN)]
+    classifier = (rng.randn(7, HIDDEN), rng.randn(7))
+    x, h0, c0 = rng.randn(STEPS, BATCH, INPUTS), rng.randn(2, BATCH, HIDDEN), rng.randn(2, BATCH, HIDDEN)
+    step = onednn.Step(layers, classifier, BATCH)
+    step.h[...], step.c[...] = h0, c0
+    scores = np.array([step(x[t]).copy() for t in range(STEPS)])
+    expected = x
+    for i, layer in enumerate(layers):
+        expected, h, c = numpy_lstm(expected, h0[i], c0[i], *layer)
+        np.testing.assert_allclose(step.h[i], h, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(step.c[i], c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, expected @ classifier[0].T + classifier[1], rtol=1e-5, atol=1e-5)
+
+
 def bind_and_run(symbol, values):
     executor = symbol.simple_bind(mx.cpu(), **{k: v.shape for k, v in values.items()})
     for name, value in values.items():
