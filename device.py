@@ -227,7 +227,8 @@ def lstm_kernel(contexts):
 
 def step_kernel(ctx, batch_size):
     """What steps generation's LSTM (rnn_model.LSTMInferenceModel) for `batch_size` streams on `ctx`:
-    oneDNN 3 on the CPU where it is installed, mx.sym.RNN elsewhere."""
+    oneDNN 3 on the CPU where it is installed, for any number of streams (it was the faster at 1, 8
+    and 32, BENCHMARKS.md); mx.sym.RNN elsewhere."""
     return lstm_kernel([ctx])
 
 
