@@ -353,6 +353,33 @@ def test_the_other_backend_resumes_a_checkpoint_whose_optimizer_holds_no_state(s
         "unrolled" in error_lines(capsys.readouterr().err)[0]
 
 
+def test_a_checkpoint_of_either_lstm_kernel_resumes_on_the_other_and_steps_alike(small_corpus, tmp_path,
+                                                                                 monkeypatch):
+    """The fused backend's LSTM runs on mx.sym.RNN or on oneDNN 3 (device.lstm_kernel): an epoch of Adam
+    written on mx.sym.RNN and resumed on oneDNN ends where a run on mx.sym.RNN throughout does, and the
+    checkpoint steps to the numpy LSTM's probabilities in LSTMInferenceModel on either kernel."""
+    import device
+    import reference
+    from rnn_model import load_inference_model
+    fused = ["--data", small_corpus, "--rnn-backend", "fused", "--optimizer", "adam", "--num-epoch"]
+    straight, switched = str(tmp_path / "straight"), str(tmp_path / "switched")
+    onednn_or_not = device.lstm_kernel
+    monkeypatch.setattr(device, "lstm_kernel", lambda contexts: "mxnet")
+    assert train(*fused, "2", "--prefix", straight) == 0
+    assert train(*fused, "1", "--prefix", switched) == 0
+    monkeypatch.setattr(device, "lstm_kernel", onednn_or_not)
+    assert device.lstm_kernel([mx.cpu()]) == "onednn"
+    assert train("--prefix", switched, "--resume", "--num-epoch", "2") == 0
+    assert_same(params(switched, 2), params(straight, 2), tol=1e-4)
+    weights = params(switched, 2)
+    for kernel in ("mxnet", "onednn"):
+        model, _ = load_inference_model(switched, 2, kernel=kernel)
+        states = reference.zero_states(1, 1, 16)
+        for position, char in enumerate([3, 1, 4, 1, 5]):
+            np.testing.assert_allclose(model.forward([char], new_seq=position == 0),
+                                       reference.step(weights, [char], states), rtol=1e-4, atol=1e-6)
+
+
 @needs_bf16
 def test_bf16_trains_to_the_float32_loss_and_checkpoints_stay_float32(small_corpus, tmp_path, capsys):
     common = ["--data", small_corpus, "--optimizer", "adam", "--learning-rate", "0.01", "--num-epoch", "2",
