@@ -16,7 +16,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 from collections import namedtuple
 
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
@@ -133,12 +132,7 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
 def copy_file(source, target):
     """Copies a written file under another name, checked as any other write."""
     with open(source, "rb") as f:
-        content = f.read()
-
-    def verify(written):
-        with open(written, "rb") as f:
-            return f.read() == content
-    atomic_write(target, lambda tmp: shutil.copyfile(source, tmp), verify)
+        save_bytes(target, f.read())
 
 
 def save_text(target, text):
@@ -146,6 +140,18 @@ def save_text(target, text):
     if os.path.exists(target) and _reads_back_as(text)(target):
         return
     atomic_write(target, _write_text(text), _reads_back_as(text))
+
+
+def save_bytes(target, content):
+    """Writes a binary file, checked."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(content)
+
+    def verify(written):
+        with open(written, "rb") as f:
+            return f.read() == content
+    atomic_write(target, write, verify)
 
 
 def _save_json(target, value):

@@ -1,0 +1,86 @@
+"""export_onnx.py: the exported one-step model in onnxruntime against LSTMInferenceModel (each
+backend, a stateful run, float16 weights), its vocabulary, and its bad inputs."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import checkpoint
+import export_onnx
+from conftest import TINY, assert_one_line_error, run_command
+from rnn_model import load_inference_model
+
+ort = pytest.importorskip("onnxruntime")
+STREAMS = 3
+
+
+def onnx_session(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def max_difference_over(steps, prefix, path):
+    """The largest difference in probability between onnxruntime on the file and LSTMInferenceModel
+    on the checkpoint, over `steps` steps of STREAMS streams that feed on their greedy choices."""
+    model, _ = load_inference_model(prefix, batch_size=STREAMS, kernel="mxnet")
+    session = onnx_session(path)
+    layers, _, hidden = model.get_states()[0].shape
+    h = c = np.zeros((layers, STREAMS, hidden), np.float32)
+    ids, worst = np.array([1, 2, 3]), 0.0
+    for position in range(steps):
+        expected = model.forward(ids, new_seq=position == 0)
+        probs, h, c = session.run(None, {"ids": ids.astype(np.int64), "h": h, "c": c})
+        worst = max(worst, float(np.abs(probs - expected).max()))
+        ids = expected.argmax(axis=1)
+    return worst
+
+
+@pytest.fixture(scope="module")
+def runs(small_corpus, tmp_path_factory):
+    """A tiny run of each backend and a stateful one: their prefixes."""
+    found = {}
+    for name, options in (("unrolled", []), ("fused", ["--rnn-backend", "fused", "--dropout", "0.2"]),
+                          ("stateful", ["--stateful", "--seq-len", "16", "--rnn-backend", "fused"])):
+        prefix = str(tmp_path_factory.mktemp(name) / "m")
+        result = run_command("train_obama.py", *TINY, "--data", small_corpus, "--prefix", prefix,
+                             "--num-lstm-layer", "2", *options)
+        assert result.returncode == 0, result.stderr
+        found[name] = prefix
+    return found
+
+
+@pytest.mark.parametrize("run", ["unrolled", "fused", "stateful"])
+def test_the_exported_step_gives_the_models_probabilities_over_500_steps(runs, run, tmp_path):
+    path = str(tmp_path / "m.onnx")
+    assert export_onnx.main(["--prefix", runs[run], "--output", path]) == 0
+    assert max_difference_over(500, runs[run], path) < 1e-5
+
+
+def test_the_file_carries_the_vocabulary_and_float16_halves_it(runs, tmp_path):
+    import onnx
+    full, half = str(tmp_path / "full.onnx"), str(tmp_path / "half.onnx")
+    assert export_onnx.main(["--prefix", runs["fused"], "--epoch", "best", "--output", full]) == 0
+    assert export_onnx.main(["--prefix", runs["fused"], "--output", half, "--float16"]) == 0
+    props = {p.key: p.value for p in onnx.load(full).metadata_props}
+    assert json.loads(props["vocab"]) == checkpoint.load_vocab(runs["fused"])
+    assert os.path.getsize(half) < 0.6 * os.path.getsize(full)
+    assert max_difference_over(50, runs["fused"], half) < 1e-2
+
+
+def test_bad_inputs_are_one_line_and_write_nothing(runs, tmp_path):
+    prefix = runs["unrolled"]
+    out = str(tmp_path / "m.onnx")
+    assert_one_line_error(run_command("export_onnx.py", "--prefix", str(tmp_path / "none"), "--output", out),
+                          "no checkpoint")
+    assert_one_line_error(run_command("export_onnx.py", "--prefix", prefix, "--output", prefix + "-0001.params"),
+                          "one of the files of the checkpoint")
+    assert_one_line_error(run_command("export_onnx.py", "--prefix", prefix, "--output", str(tmp_path)),
+                          "cannot write")
+    broken = str(tmp_path / "broken")
+    with open(broken + "-0001.params", "wb") as f:
+        f.write(b"not a checkpoint")
+    assert_one_line_error(run_command("export_onnx.py", "--prefix", broken, "--output", out), "0001.params")
+    assert_one_line_error(run_command("export_onnx.py", "--prefix", prefix), "--output")
+    assert not os.path.exists(out)
