@@ -56,8 +56,11 @@ def _layer_nodes(helper, i, x, num_hidden):
 
 def onnx_model(arg_params, vocab, float16=False):
     """The one-step ONNX model of a checkpoint's parameters, checked by onnx.checker."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise checkpoint.CheckpointError("onnx is not installed: pip install -r requirements.txt")
     weights, shape = graph_weights(arg_params)
     layers, hidden, labels = shape["num_lstm_layer"], shape["num_hidden"], shape["num_label"]
     nodes, initializers = [], []

@@ -84,3 +84,11 @@ def test_bad_inputs_are_one_line_and_write_nothing(runs, tmp_path):
     assert_one_line_error(run_command("export_onnx.py", "--prefix", broken, "--output", out), "0001.params")
     assert_one_line_error(run_command("export_onnx.py", "--prefix", prefix), "--output")
     assert not os.path.exists(out)
+
+
+def test_without_onnx_the_export_is_one_clear_line(runs, tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    assert export_onnx.main(["--prefix", runs["unrolled"], "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "onnx is not installed: pip install -r requirements.txt" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "m.onnx")
