@@ -216,20 +216,14 @@ def bf16_unavailable_reason(flags=None):
 
 
 def lstm_kernel(contexts):
-    """What runs the fused backend's LSTM on these contexts: oneDNN 3 (onednn.py, from the
-    onednn-cpu-gomp wheel) on the CPU, where it is faster than mx.sym.RNN (BENCHMARKS.md) and is
-    installed; mx.sym.RNN elsewhere (cuDNN on a GPU)."""
+    """What runs the LSTM on these contexts, in training's fused backend and in generation's step
+    (rnn_model.LSTMInferenceModel): oneDNN 3 (onednn.py, from the onednn-cpu-gomp wheel) on the CPU,
+    where it is faster than mx.sym.RNN (BENCHMARKS.md: in training, and in generation at 1, 8 and 32
+    streams) and is installed; mx.sym.RNN elsewhere (cuDNN on a GPU)."""
     import onednn
     if all(ctx.device_type == "cpu" for ctx in contexts) and onednn.library_path() is not None:
         return "onednn"
     return "mxnet"
-
-
-def step_kernel(ctx, batch_size):
-    """What steps generation's LSTM (rnn_model.LSTMInferenceModel) for `batch_size` streams on `ctx`:
-    oneDNN 3 on the CPU where it is installed, for any number of streams (it was the faster at 1, 8
-    and 32, BENCHMARKS.md); mx.sym.RNN elsewhere."""
-    return lstm_kernel([ctx])
 
 
 def memory_bytes():

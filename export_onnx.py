@@ -22,13 +22,10 @@ import numpy as np  # noqa: E402
 
 import bucket_io  # noqa: E402
 import checkpoint  # noqa: E402
+from lstm import reorder_gates  # noqa: E402
 
 OPSET = 17
 ONNX_GATE_ORDER = [0, 3, 2, 1]  # the tutorial's gate blocks in ONNX's order
-
-
-def _onnx_gates(array, num_hidden):
-    return array.reshape((4, num_hidden) + array.shape[1:])[ONNX_GATE_ORDER].reshape(array.shape)
 
 
 def graph_weights(arg_params):
@@ -37,7 +34,7 @@ def graph_weights(arg_params):
     value = {name: array.asnumpy().astype(np.float32) for name, array in arg_params.items()}
     weights = {name: value[name] for name in ("embed_weight", "cls_weight", "cls_bias")}
     for i in range(shape["num_lstm_layer"]):
-        gates = {name: _onnx_gates(value["l%d_%s" % (i, name)], shape["num_hidden"])
+        gates = {name: reorder_gates(value["l%d_%s" % (i, name)], shape["num_hidden"], ONNX_GATE_ORDER)
                  for name in ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")}
         weights["W%d" % i] = gates["i2h_weight"][None]
         weights["R%d" % i] = gates["h2h_weight"][None]

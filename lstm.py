@@ -165,9 +165,10 @@ FUSED_GATE_ORDER = [0, 2, 1, 3]
 FUSED_PARAMS = "lstm_parameters"
 
 
-def _reorder_gates(array, num_hidden):
+def reorder_gates(array, num_hidden, order=FUSED_GATE_ORDER):
+    """`array`'s four gate blocks (along its first axis), the tutorial's order taken as `order` says."""
     blocks = array.reshape((4, num_hidden) + array.shape[1:])
-    return blocks[FUSED_GATE_ORDER].reshape(array.shape)
+    return blocks[order].reshape(array.shape)
 
 
 def _fused_layout(num_lstm_layer):
@@ -196,7 +197,7 @@ def fuse_lstm_params(arg_params, num_lstm_layer, num_hidden):
     for name in _fused_layout(num_lstm_layer):
         value = arg_params[name]
         value = value.asnumpy() if hasattr(value, "asnumpy") else value
-        parts.append(_reorder_gates(value, num_hidden).ravel())
+        parts.append(reorder_gates(value, num_hidden).ravel())
     return np.concatenate(parts)
 
 
@@ -207,7 +208,7 @@ def unfuse_lstm_params(flat, num_lstm_layer, num_hidden, num_embed):
     out, offset = {}, 0
     for name in _fused_layout(num_lstm_layer):
         size = int(np.prod(shapes[name]))
-        out[name] = _reorder_gates(flat[offset:offset + size].reshape(shapes[name]), num_hidden)
+        out[name] = reorder_gates(flat[offset:offset + size].reshape(shapes[name]), num_hidden)
         offset += size
     if offset != flat.size:
         raise ValueError("a fused vector of %d values does not fit %d layers of %d units over %d inputs"
@@ -229,7 +230,7 @@ def fused_layer_arrays(arg_params, layer, num_hidden):
     """Layer `layer`'s tutorial parameters in the fused gate order (mx.sym.RNN's and oneDNN's): its
     i2h weight, h2h weight, and the two biases summed (numpy)."""
     value = {name: arg_params["l%d_%s" % (layer, name)] for name in ("i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias")}
-    value = {name: _reorder_gates(v.asnumpy() if hasattr(v, "asnumpy") else v, num_hidden) for name, v in value.items()}
+    value = {name: reorder_gates(v.asnumpy() if hasattr(v, "asnumpy") else v, num_hidden) for name, v in value.items()}
     return value["i2h_weight"], value["h2h_weight"], value["i2h_bias"] + value["h2h_bias"]
 
 

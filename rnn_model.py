@@ -1,5 +1,5 @@
 """LSTMInferenceModel: a trained checkpoint's parameters, stepped one character at a time."""
-import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
+import device  # before mxnet: it makes the CUDA libraries visible
 import mxnet as mx
 import numpy as np
 
@@ -13,15 +13,15 @@ class LSTMInferenceModel:
 
     The step runs on `kernel`: "mxnet", one fused mx.sym.RNN per layer (the tutorial built some
     forty small operators instead), or "onednn", oneDNN 3 with the weights kept in its own layout
-    (onednn.Step); by default whichever is the faster for `batch_size` on `ctx`
-    (device.step_kernel). The parameters are the tutorial's, converted on loading. `dropout` is
-    accepted for the tutorial's signature: inference applies none.
+    (onednn.Step); by default the one device.lstm_kernel gives for `ctx`, as in training. The
+    parameters are the tutorial's, converted on loading. `dropout` is accepted for the tutorial's
+    signature: inference applies none.
     """
 
     def __init__(self, num_lstm_layer, input_size, num_hidden, num_embed, num_label, arg_params,
                  ctx=mx.cpu(), dropout=0., batch_size=1, kernel=None):
         self.num_label, self.batch_size = num_label, batch_size
-        self.kernel = kernel or device.step_kernel(ctx, batch_size)
+        self.kernel = kernel or device.lstm_kernel([ctx])
         step = OneDNNStep if self.kernel == "onednn" else MXNetStep
         self.step = step(num_lstm_layer, input_size, num_hidden, num_embed, num_label, arg_params, ctx, batch_size)
 
