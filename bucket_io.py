@@ -4,7 +4,6 @@ import hashlib
 import logging
 import os
 import shutil
-import stat
 import urllib.request
 import zipfile
 
@@ -12,6 +11,8 @@ import numpy as np
 
 import device  # noqa: F401  (makes the CUDA libraries visible before mxnet loads)
 import mxnet as mx
+
+import files
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CORPUS = os.path.join(REPO_DIR, "data", "obama.txt")
@@ -27,7 +28,7 @@ OBAMA_SHA256 = "83ed83f6378b2b9a7d6a87fc158fb176267017ac4d5a8da0557f1b11c6b05285
 OBAMA_URL = "http://data.mxnet.io/data/char_lstm.zip"
 
 
-class CorpusError(ValueError):
+class CorpusError(files.FileError):
     """The corpus cannot be found or read, or does not fit the buckets."""
 
 
@@ -110,22 +111,8 @@ MAX_CORPUS_BYTES = 256 << 20
 
 
 def read_content(path, what="corpus", limit=MAX_CORPUS_BYTES):
-    """The whole text of a UTF-8 file of at most `limit` bytes. Only a regular file: a device or a pipe
-    could be endless (/dev/zero) or block for ever (a FIFO)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise CorpusError("the %s %s is not a regular file (a device, a pipe or a folder): give a text file"
-                              % (what, path))
-        with open(path, "rb") as f:
-            raw = f.read(limit + 1)
-    except OSError as err:
-        raise CorpusError("cannot read the %s %s: %s" % (what, path, err.strerror))
-    if len(raw) > limit:
-        raise CorpusError("the %s %s is larger than the %d MB this reads" % (what, path, limit >> 20))
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusError("the %s %s is not UTF-8 text: byte offset %d" % (what, path, err.start))
+    """The whole text of a UTF-8 corpus file (files.read_text)."""
+    return files.read_text(path, what, limit)
 
 
 def vocab_from_text(text):
@@ -140,11 +127,6 @@ def vocab_from_text(text):
 def build_vocab(path):
     """The vocabulary of a corpus file (obama.txt gives 83 entries, the newline among them)."""
     return vocab_from_text(read_content(path))
-
-
-def unknown_characters(text, vocab):
-    """The characters of `text` that the vocabulary lacks, named for an error message ('' if none)."""
-    return ", ".join(repr(c) for c in sorted(set(text) - set(vocab)))
 
 
 def text2id(sentence, vocab):

@@ -23,6 +23,7 @@ import mxnet as mx
 from mxnet.base import MXNetError
 
 import bucket_io
+import files
 import lstm
 from lstm import lstm_param_shapes
 
@@ -50,53 +51,24 @@ def path(kind, prefix, *numbers):
     return FILES[kind] % ((prefix,) + numbers)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(files.FileError):
     """A checkpoint is missing, unreadable, or not an LSTM of the tutorial's shape."""
 
 
-def atomic_write(target, write, verify=None):
-    """Calls write(tmp_path), checks the result with verify(tmp_path) when given, then renames the
-    temporary file to `path`. Any failure is a CheckpointError; the earlier file stays as it was.
-
-    MXNet's own writers do not report a full disk, so what they write is read back (`verify`).
-    """
-    tmp = "%s.tmp%d" % (target, os.getpid())
-    try:
-        directory = os.path.dirname(target)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        write(tmp)
-        if verify is not None and not verify(tmp):
-            raise CheckpointError("writing %s failed: the file does not read back as written (disk full?); "
+def mxnet_writer(target, write):
+    """`write`, with an MXNet writer's failure (it raises MXNetError) said as a CheckpointError."""
+    def guarded(tmp):
+        try:
+            write(tmp)
+        except MXNetError:
+            raise CheckpointError("writing %s failed: MXNet's writer could not write it all (disk full?); "
                                   "the files written before stay as they were" % target)
-        os.replace(tmp, target)
-    except OSError as err:
-        raise CheckpointError("cannot write %s: %s" % (target, err.strerror or err))
-    except MXNetError:
-        raise CheckpointError("writing %s failed: MXNet's writer could not write it all (disk full?); "
-                              "the files written before stay as they were" % target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return guarded
 
 
 def params_path(prefix, epoch):
     """`<prefix>-%04d.params`, or `<prefix>-best.params` for epoch "best"."""
     return path("best", prefix) if epoch == "best" else path("params", prefix, epoch)
-
-
-def _write_text(text):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-    return write
-
-
-def _reads_back_as(text):
-    def verify(written):
-        with open(written, encoding="utf-8", newline="") as f:
-            return f.read() == text
-    return verify
 
 
 def _holds(arrays):
@@ -112,14 +84,14 @@ def _holds(arrays):
 
 def save_symbol(prefix, symbol):
     """Writes `<prefix>-symbol.json` (the text Symbol.save writes), only when it changes."""
-    save_text(path("symbol", prefix), symbol.tojson())
+    files.save_text(path("symbol", prefix), symbol.tojson())
 
 
 def save_params(target, arg_params, aux_params):
     """Writes parameters with the names and layout of mx.model.save_checkpoint."""
     save_dict = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     save_dict.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    atomic_write(target, lambda tmp: mx.nd.save(tmp, save_dict), _holds(save_dict))
+    files.atomic_write(target, mxnet_writer(target, lambda tmp: mx.nd.save(tmp, save_dict)), _holds(save_dict))
 
 
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
@@ -132,30 +104,11 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
 def copy_file(source, target):
     """Copies a written file under another name, checked as any other write."""
     with open(source, "rb") as f:
-        save_bytes(target, f.read())
-
-
-def save_text(target, text):
-    """Writes a UTF-8 text file, checked, unless it already holds `text`."""
-    if os.path.exists(target) and _reads_back_as(text)(target):
-        return
-    atomic_write(target, _write_text(text), _reads_back_as(text))
-
-
-def save_bytes(target, content):
-    """Writes a binary file, checked."""
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(content)
-
-    def verify(written):
-        with open(written, "rb") as f:
-            return f.read() == content
-    atomic_write(target, write, verify)
+        files.save_bytes(target, f.read())
 
 
 def _save_json(target, value):
-    save_text(target, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
+    files.save_text(target, json.dumps(value, ensure_ascii=False, indent=0, sort_keys=True))
 
 
 class RunLock:
@@ -516,7 +469,8 @@ class RunWriter:
 
     def save_optimizer(self, place):
         if self.write_optimizer is not None:
-            atomic_write(optimizer_states_path(self.prefix, place, self.backend), self.write_optimizer)
+            target = optimizer_states_path(self.prefix, place, self.backend)
+            files.atomic_write(target, mxnet_writer(target, self.write_optimizer))
 
     def copy_best(self, epoch):
         """Copies epoch `epoch`'s weights to `<prefix>-best.params`."""
@@ -552,7 +506,7 @@ def save_carried(prefix, epoch, states):
     """Writes the LSTM states that stateful training carries from batch to batch."""
     arrays = {"state%d" % i: state.as_in_context(mx.cpu()) for i, state in enumerate(states)}
     target = path("partial_carry", prefix, epoch)
-    atomic_write(target, lambda tmp: mx.nd.save(tmp, arrays), _holds(arrays))
+    files.atomic_write(target, mxnet_writer(target, lambda tmp: mx.nd.save(tmp, arrays)), _holds(arrays))
 
 
 def load_carried(prefix, epoch, backend):
@@ -641,7 +595,7 @@ def save_metrics_row(prefix, row):
     rows = [r for r in rows if int(r[0]) < row["epoch"]] + [[row.get(name, "") for name in header]]
     out = io.StringIO(newline="")
     csv.writer(out, lineterminator="\r\n").writerows([header] + rows)
-    save_text(target, out.getvalue())
+    files.save_text(target, out.getvalue())
 
 
 def read_metrics(prefix):

@@ -12,6 +12,13 @@ import sys
 # numpy's RandomState and MXNet's generators both take seeds below 2**32
 MAX_SEED = 2 ** 32 - 1
 INTERRUPTED = 128 + signal.SIGINT
+# where a run's files go unless --prefix says otherwise
+DEFAULT_PREFIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "obama")
+
+
+class Refused(Exception):
+    """What a user gave that cannot be used (a file, a device, a prime text): every script says it in
+    one line and exits with status 2. The modules' own errors derive from it."""
 
 
 def exit_quietly_on_interrupt():
@@ -145,8 +152,8 @@ def prefix_path(text):
     return text
 
 
-def add_checkpoint_options(parser, default_prefix):
-    parser.add_argument("--prefix", type=prefix_path, default=default_prefix,
+def add_checkpoint_options(parser):
+    parser.add_argument("--prefix", type=prefix_path, default=DEFAULT_PREFIX,
                         help="checkpoint prefix (default: checkpoints/obama)")
 
 

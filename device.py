@@ -15,12 +15,14 @@ import subprocess
 import sys
 import tempfile
 
+import cli
+
 # MXNet's GPU kernels (mxnet-cu112 1.9.1) are built for sm_50, 60, 70, 80 and 86 with no PTX;
 # a cubin runs on any later minor revision of its major, so majors 5 to 8 (Maxwell to Ada) work.
 SUPPORTED_CC_MAJORS = (5, 6, 7, 8)
 
 
-class DeviceError(RuntimeError):
+class DeviceError(cli.Refused, RuntimeError):
     """The asked-for device cannot be used."""
 
 

@@ -20,8 +20,8 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import bucket_io  # noqa: E402
 import checkpoint  # noqa: E402
+import files  # noqa: E402
 from lstm import reorder_gates  # noqa: E402
 
 OPSET = 17
@@ -102,13 +102,13 @@ def export(prefix, epoch, output, float16=False, corpus=None):
     arg_params, _ = checkpoint.load_params(prefix, epoch)
     vocab = checkpoint.load_vocab_or_build(prefix, corpus)
     checkpoint.check_vocab(prefix, vocab, checkpoint.model_shape(arg_params)["num_label"])
-    checkpoint.save_bytes(output, onnx_model(arg_params, vocab, float16).SerializeToString())
+    files.save_bytes(output, onnx_model(arg_params, vocab, float16).SerializeToString())
     return checkpoint.params_path(prefix, epoch)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_checkpoint_options(p, "checkpoints/obama")
+    cli.add_checkpoint_options(p)
     p.add_argument("--epoch", type=cli.epoch_number, help='epoch to export, or "best" (default: the newest)')
     p.add_argument("--output", required=True, help="the ONNX file to write")
     p.add_argument("--float16", action="store_true", help="store the weights in float16 (half the file)")
@@ -120,7 +120,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         source = export(args.prefix, args.epoch, args.output, args.float16, args.data)
-    except (checkpoint.CheckpointError, bucket_io.CorpusError) as err:
+    except cli.Refused as err:
         return cli.fail("export_onnx.py", err)
     except KeyboardInterrupt:
         return cli.fail("export_onnx.py", "interrupted", cli.INTERRUPTED)

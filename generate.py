@@ -1,9 +1,14 @@
-"""Generates text from a trained checkpoint, starting from a prime text.
+"""Generates text from a trained checkpoint, or from a file export_onnx.py wrote, starting from a prime text.
 
     python generate.py "The United States"                  # greedy, as in the tutorial
     python generate.py "The United States" --sample --temperature 0.8 --top-k 10 --seed 1
     python generate.py --prime-file speech.txt --num-samples 4 --sample --length 300
     python generate.py "The United States" --beam 8 --length 100
+    python generate.py "The United States" --onnx short.onnx   # numpy and onnxruntime only
+
+The functions below generate from any one-step model with LSTMInferenceModel's methods (forward,
+get_states, set_states, restart_streams); ONNXInferenceModel has them too. MXNet is imported only
+to load a checkpoint, so that generating from an exported file needs no MXNet.
 """
 
 import os
@@ -17,16 +22,12 @@ if __name__ == "__main__":
     os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
 
 import argparse  # noqa: E402
-import errno  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import device  # noqa: E402
-import bucket_io  # noqa: E402
-import checkpoint  # noqa: E402
-from rnn_model import load_inference_model  # noqa: E402
+import files  # noqa: E402
 
 PAD = 0  # the id the iterator pads with; the model may emit it at the end of a line
 # streams run together in one batch at most: more are generated in parts, so that any
@@ -34,18 +35,19 @@ PAD = 0  # the id the iterator pads with; the model may emit it at the end of a 
 MAX_STREAMS = 256
 
 
-class PrimeError(ValueError):
+class PrimeError(cli.Refused, ValueError):
     """The prime text cannot be fed to the model."""
 
 
-class OutputError(ValueError):
-    """The text cannot be written where --output says."""
+def unknown_characters(text, vocab):
+    """The characters of `text` that the vocabulary lacks, named for an error message ('' if none)."""
+    return ", ".join(repr(c) for c in sorted(set(text) - set(vocab)))
 
 
 def check_prime(prime, vocab, skip_unknown=False):
     """The prime, or an error naming its characters that the vocabulary lacks (dropped, with a
     warning, under `skip_unknown`)."""
-    names = bucket_io.unknown_characters(prime, vocab)
+    names = unknown_characters(prime, vocab)
     if names:
         if not skip_unknown:
             raise PrimeError("the prime text has characters that are not in the vocabulary: %s "
@@ -180,7 +182,10 @@ def parse_args(argv=None):
     p.add_argument("prime_text", metavar="PRIME", nargs="?", help='the text to start from, such as "The United States"')
     p.add_argument("--prime-file", help="read the prime text from this UTF-8 file instead (long or multi-line ones)")
     p.add_argument("--skip-unknown", action="store_true", help="drop prime-text characters the vocabulary lacks, with a warning")
-    cli.add_checkpoint_options(p, checkpoint.DEFAULT_PREFIX)
+    model = p.add_mutually_exclusive_group()
+    cli.add_checkpoint_options(model)
+    model.add_argument("--onnx", metavar="FILE", help="generate from this file, written by export_onnx.py, "
+                       "without MXNet (numpy and onnxruntime only; on the CPU)")
     p.add_argument("--epoch", type=cli.epoch_number, help='epoch to load, or "best" (default: the newest)')
     p.add_argument("--length", type=cli.non_negative_int, default=600, help="how many new characters (default 600)")
     p.add_argument("--sample", action="store_true", help="draw from the distribution instead of taking the most likely")
@@ -200,6 +205,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if (args.prime_text is None) == (args.prime_file is None):
         p.error("give either a PRIME text or --prime-file FILE")
+    if args.onnx and (args.epoch is not None or args.data or args.gpus or args.cpu):
+        p.error("--onnx generates from the exported file alone, on the CPU: not with --epoch, --data, --gpus or --cpu")
     if args.beam and args.beam > MAX_STREAMS:
         p.error("--beam takes at most %d beams, got %d" % (MAX_STREAMS, args.beam))
     if args.beam and (args.sample or args.num_samples > 1 or args.stop_at):
@@ -214,39 +221,47 @@ MAX_PRIME_BYTES = 1 << 20
 
 
 def read_prime_file(path):
-    return bucket_io.read_content(path, "prime file", MAX_PRIME_BYTES)
+    return files.read_text(path, "prime file", MAX_PRIME_BYTES)
 
 
-def check_writable(path):
-    """Fails now, before any generating, when `path` cannot be written."""
-    try:
-        if os.path.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        probe = "%s.tmp%d" % (path, os.getpid())  # the temporary name the text is written under
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        os.remove(probe)
-    except OSError as err:
-        raise OutputError("cannot write the output %s: %s" % (path, err.strerror or err))
-
-
-def run(args):
-    """Loads the checkpoint and produces the text that main prints or writes."""
-    if args.output:
-        if checkpoint.is_run_file(args.prefix, args.output):
-            raise OutputError("--output %s is one of the files of the checkpoint it reads (--prefix %s): give "
+def load_checkpoint(args, streams):
+    """The checkpoint's LSTMInferenceModel for `streams` streams, and its vocabulary. MXNet loads
+    here, and only here."""
+    import checkpoint
+    import device
+    from rnn_model import load_inference_model
+    if args.output and checkpoint.is_run_file(args.prefix, args.output):
+        raise files.FileError("--output %s is one of the files of the checkpoint it reads (--prefix %s): give "
                               "another path" % (args.output, args.prefix))
-        check_writable(args.output)
     if args.gpus and len(device.parse_gpu_list(args.gpus)) > 1:
         raise device.DeviceError("generation runs on one GPU: give one id to --gpus, got %s" % args.gpus)
     contexts = device.contexts_for(args.gpus, args.cpu)
     epoch = checkpoint.latest_epoch(args.prefix) if args.epoch is None else args.epoch
     vocab = checkpoint.load_vocab_or_build(args.prefix, args.data)
-    prime = args.prime_text if args.prime_file is None else read_prime_file(args.prime_file)
-    prime = check_prime(prime, vocab, args.skip_unknown)
-    streams = args.beam or min(args.num_samples, MAX_STREAMS)
     model, epoch = load_inference_model(args.prefix, epoch, ctx=contexts[0], batch_size=streams)
     checkpoint.check_vocab(args.prefix, vocab, model.num_label)
     logging.info("Loaded %s", checkpoint.params_path(args.prefix, epoch))
+    return model, vocab
+
+
+def load_exported(args, streams):
+    """The exported file's ONNXInferenceModel for `streams` streams, and its vocabulary."""
+    from onnx_inference import ONNXInferenceModel
+    if args.output:
+        files.check_not_same(args.output, args.onnx, "the ONNX file it reads")
+    model = ONNXInferenceModel(args.onnx, batch_size=streams)
+    logging.info("Loaded %s", args.onnx)
+    return model, model.vocab
+
+
+def run(args):
+    """Loads the model and produces the text that main prints or writes."""
+    if args.output:
+        files.check_writable(args.output)
+    prime = args.prime_text if args.prime_file is None else read_prime_file(args.prime_file)
+    streams = args.beam or min(args.num_samples, MAX_STREAMS)
+    model, vocab = (load_exported if args.onnx else load_checkpoint)(args, streams)
+    prime = check_prime(prime, vocab, args.skip_unknown)
     options = dict(sample=args.sample, temperature=args.temperature, top_k=args.top_k,
                    rng=np.random.RandomState(args.seed), stop_at=args.stop_at)
     if args.stream:
@@ -274,11 +289,11 @@ def main(argv=None):
     try:
         text = run(args)
         if text is not None and args.output:
-            checkpoint.save_text(args.output, text)  # whole or not at all
+            files.save_text(args.output, text)  # whole or not at all
             logging.info("Wrote %s", args.output)
         elif text is not None:
             sys.stdout.write(text)
-    except (PrimeError, OutputError, bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError, OSError) as err:
+    except (cli.Refused, OSError) as err:
         return cli.fail("generate.py", err)
     except KeyboardInterrupt:
         return cli.fail("generate.py", "interrupted", cli.INTERRUPTED)

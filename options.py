@@ -87,7 +87,7 @@ def add_optimization_options(optimization):
 
 def add_checkpoint_options(saving):
     """Where the run's files go, and whether it is new or carried on."""
-    cli.add_checkpoint_options(saving, checkpoint.DEFAULT_PREFIX)
+    cli.add_checkpoint_options(saving)
     saving.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
     saving.add_argument("--resume", action="store_true",
                         help="carry on the run under --prefix: the options not given again are the run's own")

@@ -13,6 +13,7 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 
 import checkpoint  # noqa: E402
+import files  # noqa: E402
 
 
 def plot_curves(prefix):
@@ -33,17 +34,17 @@ def plot_curves(prefix):
     ax.set_ylabel("bits per character")
     ax.legend()
     out = checkpoint.path("curves", prefix)
-    checkpoint.atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    files.atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Draw <prefix>-metrics.csv to <prefix>-curves.png.")
-    cli.add_checkpoint_options(p, checkpoint.DEFAULT_PREFIX)
+    cli.add_checkpoint_options(p)
     args = p.parse_args(argv)
     try:
         print("Wrote %s" % plot_curves(args.prefix))
-    except checkpoint.CheckpointError as err:
+    except cli.Refused as err:
         return cli.fail("plot_curves.py", err)
     return 0
 

@@ -241,7 +241,7 @@ def main(argv=None):
             raise device.DeviceError("--bf16 runs the LSTM on oneDNN 3 on the CPU: add --cpu, and install "
                                      "requirements.txt (onednn-cpu-gomp)")
         train(args, contexts)
-    except (bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
+    except cli.Refused as err:
         return cli.fail("train_obama.py", err)
     except MemoryError:
         return cli.fail("train_obama.py", "out of memory: give smaller sizes (--num-hidden, --batch-size, --seq-len)", 1)

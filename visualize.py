@@ -30,7 +30,9 @@ import numpy as np  # noqa: E402
 
 import bucket_io  # noqa: E402
 import checkpoint  # noqa: E402
+import files  # noqa: E402
 import device  # noqa: E402
+from generate import unknown_characters  # noqa: E402
 from rnn_model import load_inference_model  # noqa: E402
 
 # c, h: (layers, T, H), the states after each character; gates: name -> (layers, T, H);
@@ -201,7 +203,7 @@ PAGE_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "visual
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Write an HTML page showing what the model's cells do on a text.")
-    cli.add_checkpoint_options(p, checkpoint.DEFAULT_PREFIX)
+    cli.add_checkpoint_options(p)
     p.add_argument("--epoch", type=cli.epoch_number, help='epoch to load, or "best" (default: the newest)')
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--text", help="the text to run the model over")
@@ -231,7 +233,7 @@ def visualize(args):
     vocab = checkpoint.load_vocab_or_build(args.prefix, args.data)
     if not text:
         raise bucket_io.CorpusError("the text is empty")
-    unknown = bucket_io.unknown_characters(text, vocab)
+    unknown = unknown_characters(text, vocab)
     if unknown:
         raise bucket_io.CorpusError("the text has characters that are not in the vocabulary: %s" % unknown)
     contexts = device.contexts_for(args.gpus, args.cpu)
@@ -242,7 +244,7 @@ def visualize(args):
     ids = bucket_io.text2id(text, vocab)
     page = render_page("%s, epoch %s" % (os.path.basename(args.prefix), epoch), text, np.array(ids),
                        trace_text(model, arg_params, ids), vocab)
-    checkpoint.save_text(args.out, page)
+    files.save_text(args.out, page)
     return args.out
 
 
@@ -251,7 +253,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
         logging.info("Wrote %s", visualize(args))
-    except (bucket_io.CorpusError, checkpoint.CheckpointError, device.DeviceError) as err:
+    except cli.Refused as err:
         return cli.fail("visualize.py", err)
     except KeyboardInterrupt:
         return cli.fail("visualize.py", "interrupted", cli.INTERRUPTED)

@@ -113,3 +113,21 @@ def assert_same(a, b, tol=1e-6):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=tol, rtol=0, err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def varied(small_corpus, tmp_path_factory):
+    """A checkpoint of random weights (2 x 32 units) whose text varies, where the tiny runs' is all
+    spaces, and its ONNX export: (prefix, path)."""
+    import mxnet as mx
+    import bucket_io
+    import export_onnx
+    import reference
+    folder = tmp_path_factory.mktemp("varied")
+    prefix, path = str(folder / "m"), str(folder / "m.onnx")
+    vocab = bucket_io.build_vocab(small_corpus)
+    params = reference.random_params(2, len(vocab) + 1, 32, 16, len(vocab) + 1, seed=3, scale=0.6)
+    checkpoint.save_checkpoint(prefix, 1, None, {k: mx.nd.array(v) for k, v in params.items()}, {})
+    checkpoint.save_vocab(prefix, vocab)
+    assert export_onnx.main(["--prefix", prefix, "--output", path]) == 0
+    return prefix, path

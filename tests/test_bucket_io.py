@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import bucket_io
+import files
 from bucket_io import BucketSentenceIter, CorpusError
 
 TEXT = "ab\nabcde\n\nba\ncab\neeeeeeee\nd\n"
@@ -145,7 +146,7 @@ def test_corpus_lookup_says_how_to_get_it(tmp_path, monkeypatch):
 def test_non_utf8_corpus_names_the_byte_offset(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"abc\ncaf\xe9\n")
-    with pytest.raises(CorpusError, match="byte offset 7"):
+    with pytest.raises(files.FileError, match="byte offset 7"):
         bucket_io.build_vocab(str(path))
 
 

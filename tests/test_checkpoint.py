@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import checkpoint
+import files
 import reference
 from checkpoint import CheckpointError
 from lstm import lstm_unroll
@@ -125,7 +126,7 @@ def test_a_short_write_is_an_error_and_keeps_the_earlier_file(tmp_path, monkeypa
     before = open(checkpoint.params_path(prefix, 1), "rb").read()
     monkeypatch.setattr(mx.nd, "save", truncating_save(mx.nd.save))
     changed = {k: v + 1 for k, v in params.items()}
-    with pytest.raises(CheckpointError, match="does not read back as written"):
+    with pytest.raises(files.FileError, match="does not read back as written"):
         checkpoint.save_checkpoint(prefix, 1, None, changed, {})
     assert open(checkpoint.params_path(prefix, 1), "rb").read() == before
     assert os.listdir(tmp_path) == ["m-0001.params"]

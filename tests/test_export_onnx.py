@@ -1,14 +1,17 @@
 """export_onnx.py: the exported one-step model in onnxruntime against LSTMInferenceModel (each
-backend, a stateful run, float16 weights), its vocabulary, and its bad inputs."""
+backend, a stateful run, float16 weights), its vocabulary, and its bad inputs; generate.py --onnx
+from the file, without MXNet, against generate.py on the checkpoint."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import checkpoint
 import export_onnx
-from conftest import TINY, assert_one_line_error, run_command
+from conftest import REPO, TINY, assert_one_line_error, run_command
 from rnn_model import load_inference_model
 
 ort = pytest.importorskip("onnxruntime")
@@ -92,3 +95,76 @@ def test_without_onnx_the_export_is_one_clear_line(runs, tmp_path, monkeypatch, 
     assert export_onnx.main(["--prefix", runs["unrolled"], "--output", str(tmp_path / "m.onnx")]) == 2
     assert "onnx is not installed: pip install -r requirements.txt" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "m.onnx")
+
+
+# generate.py run as a user runs it, in a process where any import of MXNet fails
+WITHOUT_MXNET = """
+import runpy, sys
+sys.modules["mxnet"] = None
+sys.argv = ["generate.py"] + sys.argv[1:]
+runpy.run_path(%r, run_name="__main__")
+""" % os.path.join(REPO, "generate.py")
+
+
+def generate_without_mxnet(*args):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_MXNET] + list(args), capture_output=True, text=True,
+                            timeout=300, cwd=REPO)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("options", [
+    [], ["--sample", "--seed", "7", "--temperature", "0.8"], ["--sample", "--seed", "3", "--top-k", "4",
+    "--num-samples", "3"], ["--beam", "4", "--length", "40"], ["--stream", "--sample", "--seed", "1"],
+    ["--sample", "--seed", "2", "--stop-at", "e", "--num-samples", "2"]])
+def test_the_exported_file_generates_the_checkpoints_text_without_mxnet(varied, options):
+    prefix, exported = varied
+    prime = ["Thank you", "--length", "120"]
+    expected = run_command("generate.py", *prime, "--prefix", prefix, *options)
+    assert expected.returncode == 0, expected.stderr
+    assert len(set(expected.stdout[len("Thank you"):].strip())) >= 3  # a text that tells states apart
+    result = generate_without_mxnet(*prime, "--onnx", exported, *options)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected.stdout
+
+
+def test_the_exported_file_writes_its_text_to_output(varied, tmp_path):
+    _, exported = varied
+    out = str(tmp_path / "text.txt")
+    result = generate_without_mxnet("Thank you", "--length", "30", "--onnx", exported, "--output", out)
+    assert result.returncode == 0, result.stderr
+    with open(out, encoding="utf-8") as f:
+        assert f.read().startswith("Thank you") and result.stdout == ""
+
+
+def test_bad_exported_files_and_options_are_one_line(varied, tmp_path):
+    prefix, exported = varied
+    import onnx
+    from onnx import TensorProto, helper
+    garbage, foreign = str(tmp_path / "garbage.onnx"), str(tmp_path / "foreign.onnx")
+    with open(garbage, "wb") as f:
+        f.write(b"not an onnx file")
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [value],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(other), foreign)
+    for args, message in [
+            (["--onnx", str(tmp_path / "none.onnx")], "cannot read the ONNX file .*none.onnx"),
+            (["--onnx", str(tmp_path)], "not a regular file"),
+            (["--onnx", garbage], "garbage.onnx cannot be loaded"),
+            (["--onnx", foreign], "foreign.onnx was not written by export_onnx.py"),
+            (["--onnx", exported, "--epoch", "1"], "not with --epoch"),
+            (["--onnx", exported, "--prefix", prefix], "--prefix: not allowed with argument --onnx"),
+            (["--onnx", exported, "--output", str(tmp_path)], "cannot write the output"),
+            (["--onnx", exported, "--output", exported], "is the ONNX file it reads")]:
+        assert_one_line_error(generate_without_mxnet("Thank you", *args), message)
+    assert_one_line_error(generate_without_mxnet("Thank you \u00e9", "--onnx", exported), "not in the vocabulary")
+    assert sorted(os.listdir(tmp_path)) == ["foreign.onnx", "garbage.onnx"]  # nothing written
+
+
+def test_without_onnxruntime_generating_from_a_file_is_one_clear_line(varied, monkeypatch, capsys):
+    import generate
+    _, exported = varied
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    assert generate.main(["Thank you", "--onnx", exported]) == 2
+    assert "onnxruntime is not installed: pip install -r requirements.txt" in capsys.readouterr().err

@@ -875,13 +875,14 @@ def test_an_epoch_stopped_before_all_of_it_is_written_is_done_again(small_corpus
     whole, stopped = str(tmp_path / "whole" / "m"), str(tmp_path / "stopped" / "m")
     assert train(*common, "--prefix", whole) == 0
     # the second epoch's weights are written, then one of its other files fails (a full disk, or kill -9 there)
-    real_write = checkpoint.atomic_write
+    import files
+    real_write = files.atomic_write
 
     def write(target, *how):
         if target == stopped + failing and checkpoint.epochs(stopped) == [1, 2]:
-            raise checkpoint.CheckpointError("cannot write %s: No space left on device" % target)
+            raise files.FileError("cannot write %s: No space left on device" % target)
         return real_write(target, *how)
-    monkeypatch.setattr(checkpoint, "atomic_write", write)
+    monkeypatch.setattr(files, "atomic_write", write)
     assert train(*common, "--prefix", stopped) == 2
     assert "No space left on device" in capsys.readouterr().err
     monkeypatch.undo()
@@ -1028,7 +1029,8 @@ def test_a_corpus_that_is_no_file_or_has_invisible_characters_is_named_so(small_
     import bucket_io
     monkeypatch.setattr(bucket_io, "MAX_CORPUS_BYTES", 1 << 20)  # a corpus larger than this is not read at all
     (tmp_path / "big.txt").write_bytes(b"ab\n" * (1 << 19))
-    with pytest.raises(bucket_io.CorpusError, match="larger than the 1 MB this reads"):
+    import files
+    with pytest.raises(files.FileError, match="larger than the 1 MB this reads"):
         bucket_io.read_content(str(tmp_path / "big.txt"), limit=bucket_io.MAX_CORPUS_BYTES)
     assert not os.path.exists(prefix + "-0001.params")
 
