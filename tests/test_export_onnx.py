@@ -128,6 +128,21 @@ def test_the_exported_file_generates_the_checkpoints_text_without_mxnet(varied, 
     assert result.stdout == expected.stdout
 
 
+def test_imported_the_file_steps_as_the_checkpoint_does_through_generates_functions(varied):
+    import generate
+    from onnx_inference import ONNXInferenceModel
+    prefix, exported = varied
+    model = ONNXInferenceModel(exported, batch_size=4)
+    reference_model, _ = load_inference_model(prefix, batch_size=4)
+    assert model.vocab == checkpoint.load_vocab(prefix)
+    texts = generate.generate_texts(model, model.vocab, "Thank you", 80, sample=True, rng=np.random.RandomState(5))
+    assert texts == generate.generate_texts(reference_model, model.vocab, "Thank you", 80, sample=True,
+                                            rng=np.random.RandomState(5))
+    assert len(set(texts)) == 4  # four streams, drawn apart
+    assert generate.beam_search(model, model.vocab, "Thank", 30)[0] == generate.beam_search(
+        reference_model, model.vocab, "Thank", 30)[0]
+
+
 def test_the_exported_file_writes_its_text_to_output(varied, tmp_path):
     _, exported = varied
     out = str(tmp_path / "text.txt")
