@@ -194,12 +194,9 @@ def load_vocab(prefix):
     if not os.path.exists(source):
         return None
     vocab = _load_json(source, "vocabulary")
-    if not isinstance(vocab, dict) or not all(isinstance(k, str) and len(k) == 1 and isinstance(v, int)
-                                              and not isinstance(v, bool) for k, v in vocab.items()):
-        raise CheckpointError("%s is not a map from single characters to ids" % source)
-    if sorted(vocab.values()) != list(range(1, len(vocab) + 1)):  # the model's outputs 1..N, 0 the padding
-        raise CheckpointError("%s numbers its %d characters otherwise than 1 to %d, as training numbers them"
-                              % (source, len(vocab), len(vocab)))
+    problem = files.vocab_problem(vocab)
+    if problem:
+        raise CheckpointError("%s %s" % (source, problem))
     return vocab
 
 

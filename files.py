@@ -16,13 +16,21 @@ class FileError(cli.Refused, ValueError):
     """A file cannot be read as asked, or cannot be written."""
 
 
-def read_text(path, what, limit):
-    """The whole text of a UTF-8 file of at most `limit` bytes. Only a regular file: a device or a pipe
-    could be endless (/dev/zero) or block for ever (a FIFO). `what` names the file in errors."""
+def check_regular(path, what, wanted):
+    """Fails unless `path` is a regular file: a device or a pipe could be endless (/dev/zero) or block
+    for ever (a FIFO). `what` names the file in errors, `wanted` what to give instead."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise FileError("the %s %s is not a regular file (a device, a pipe or a folder): give a text file"
-                            % (what, path))
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise FileError("cannot read the %s %s: %s" % (what, path, err.strerror))
+    if not stat.S_ISREG(mode):
+        raise FileError("the %s %s is not a regular file (a device, a pipe or a folder): give %s" % (what, path, wanted))
+
+
+def read_text(path, what, limit):
+    """The whole text of a regular UTF-8 file of at most `limit` bytes."""
+    check_regular(path, what, "a text file")
+    try:
         with open(path, "rb") as f:
             raw = f.read(limit + 1)
     except OSError as err:
@@ -33,6 +41,17 @@ def read_text(path, what, limit):
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise FileError("the %s %s is not UTF-8 text: byte offset %d" % (what, path, err.start))
+
+
+def vocab_problem(vocab):
+    """What keeps `vocab` from being a character vocabulary as training numbers it (None if nothing):
+    a map from single characters to the ids 1 to N, 0 being the padding."""
+    if not isinstance(vocab, dict) or not all(isinstance(k, str) and len(k) == 1 and isinstance(v, int)
+                                              and not isinstance(v, bool) for k, v in vocab.items()):
+        return "is not a map from single characters to ids"
+    if sorted(vocab.values()) != list(range(1, len(vocab) + 1)):
+        return "numbers its %d characters otherwise than 1 to %d, as training numbers them" % (len(vocab), len(vocab))
+    return None
 
 
 def temporary_path(target):

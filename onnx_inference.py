@@ -5,8 +5,6 @@ It needs numpy and onnxruntime only, not MXNet: a model trained here generates w
 does not install, and starts without MXNet's import.
 """
 import json
-import os
-import stat
 
 import numpy as np
 
@@ -56,11 +54,7 @@ def open_session(path, threads=None):
         import onnxruntime
     except ImportError:
         raise files.FileError("onnxruntime is not installed: pip install -r requirements.txt")
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise files.FileError("the ONNX file %s is not a regular file: give the file export_onnx.py wrote" % path)
-    except OSError as err:
-        raise files.FileError("cannot read the ONNX file %s: %s" % (path, err.strerror))
+    files.check_regular(path, "ONNX file", "the file export_onnx.py wrote")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # its warnings are for the file's author, not for a user generating text
     if threads:
@@ -83,9 +77,10 @@ def _vocab(session, path):
         vocab = json.loads(meta["vocab"])
     except ValueError:
         vocab = None
-    labels = session.get_outputs()[0].shape[1]
-    if not (isinstance(vocab, dict) and all(isinstance(c, str) and len(c) == 1 for c in vocab)
-            and sorted(vocab.values()) == list(range(1, len(vocab) + 1)) and len(vocab) < labels):
-        raise files.FileError("the ONNX file %s has no usable vocabulary in its metadata: export it again "
-                              "with export_onnx.py" % path)
+    problem = files.vocab_problem(vocab)
+    if not problem and len(vocab) >= session.get_outputs()[0].shape[1]:
+        problem = "has more characters than the model has outputs"
+    if problem:
+        raise files.FileError("the vocabulary in the ONNX file %s's metadata %s: export it again with "
+                              "export_onnx.py" % (path, problem))
     return vocab

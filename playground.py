@@ -25,7 +25,7 @@ TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "playground.
 
 
 def tensors(path, names):
-    """The named initializers of an exported file as {name: {"shape", "dtype", "data" (base64)}}, each
+    """The named initializers of an exported file as {name: {"dtype", "data" (base64)}}, each
     in the precision the file stores it (with --float16, under the name + "_float16")."""
     import onnx
     from onnx import numpy_helper
@@ -34,8 +34,8 @@ def tensors(path, names):
     for name in names:
         array = numpy_helper.to_array(stored[name] if name in stored else stored[name + "_float16"])
         dtype = "float32" if array.dtype.itemsize == 4 else "float16"
-        found[name] = {"shape": list(array.shape), "dtype": dtype,
-                       "data": base64.b64encode(array.astype("<f4" if dtype == "float32" else "<f2").tobytes()).decode()}
+        data = array.astype("<f4" if dtype == "float32" else "<f2").tobytes()
+        found[name] = {"dtype": dtype, "data": base64.b64encode(data).decode()}
     return found
 
 

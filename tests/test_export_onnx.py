@@ -163,18 +163,23 @@ def test_bad_exported_files_and_options_are_one_line(varied, tmp_path):
     other = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [value],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(other), foreign)
+    bad_vocab = str(tmp_path / "bad-vocab.onnx")
+    model = onnx.load(exported)
+    helper.set_model_props(model, {"vocab": json.dumps({"ab": 1})})
+    onnx.save(model, bad_vocab)
     for args, message in [
             (["--onnx", str(tmp_path / "none.onnx")], "cannot read the ONNX file .*none.onnx"),
             (["--onnx", str(tmp_path)], "not a regular file"),
             (["--onnx", garbage], "garbage.onnx cannot be loaded"),
             (["--onnx", foreign], "foreign.onnx was not written by export_onnx.py"),
+            (["--onnx", bad_vocab], "bad-vocab.onnx's metadata is not a map from single characters"),
             (["--onnx", exported, "--epoch", "1"], "not with --epoch"),
             (["--onnx", exported, "--prefix", prefix], "--prefix: not allowed with argument --onnx"),
             (["--onnx", exported, "--output", str(tmp_path)], "cannot write the output"),
             (["--onnx", exported, "--output", exported], "is the ONNX file it reads")]:
         assert_one_line_error(generate_without_mxnet("Thank you", *args), message)
     assert_one_line_error(generate_without_mxnet("Thank you \u00e9", "--onnx", exported), "not in the vocabulary")
-    assert sorted(os.listdir(tmp_path)) == ["foreign.onnx", "garbage.onnx"]  # nothing written
+    assert sorted(os.listdir(tmp_path)) == ["bad-vocab.onnx", "foreign.onnx", "garbage.onnx"]  # nothing written
 
 
 def test_without_onnxruntime_generating_from_a_file_is_one_clear_line(varied, monkeypatch, capsys):
